@@ -1,0 +1,146 @@
+"""Classifier stage: face crops -> expression probabilities with a (quantized) TFLite model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.model import ModelError, ModelInfo, TensorQuant, load_model_info
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = Path(__file__).parent / "models" / "fer2013_mini_xception_int8.tflite"
+
+
+def load_interpreter_class() -> tuple[type, str]:
+    """The first TFLite interpreter available: LiteRT, then tflite-runtime, then TensorFlow."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter, "ai-edge-litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
+
+        return Interpreter, "tflite-runtime"
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf  # type: ignore[import-not-found]
+
+        return tf.lite.Interpreter, "tensorflow"
+    except ImportError:
+        raise ModelError(
+            "no TFLite interpreter installed: pip install ai-edge-litert "
+            "(or tflite-runtime, or tensorflow)"
+        ) from None
+
+
+def make_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
+    interpreter_class, backend = load_interpreter_class()
+    try:
+        interpreter = interpreter_class(model_path=str(model_path), num_threads=num_threads)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"model {model_path} is not a loadable TFLite model ({first_line})") from None
+    log.debug("loaded %s with %s, %d thread(s)", model_path, backend, num_threads)
+    return interpreter
+
+
+def tensor_quant(detail: dict[str, Any]) -> TensorQuant:
+    """The interpreter's own view of a tensor's dtype and quantization."""
+    dtype = np.dtype(detail["dtype"]).name
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return TensorQuant(dtype=dtype, scale=float(scale), zero_point=int(zero_point))
+
+
+def check_model_matches(info: ModelInfo, input_detail: dict, output_detail: dict, path: Path) -> None:
+    """Refuse a model whose metadata and tensors disagree: using it would give silent garbage."""
+    shape = tuple(int(d) for d in input_detail["shape"])
+    expected = (1, info.input_height, info.input_width, 1)
+    if len(shape) != 4 or shape[1:] != expected[1:]:
+        raise ModelError(
+            f"model {path.name}: metadata says input {info.input_height}x{info.input_width}x1 "
+            f"but the input tensor is {list(shape)}"
+        )
+    n_outputs = int(output_detail["shape"][-1])
+    if n_outputs != len(info.labels):
+        raise ModelError(
+            f"model {path.name}: metadata lists {len(info.labels)} labels "
+            f"but the output tensor has {n_outputs} classes"
+        )
+    for name, recorded, actual in (
+        ("input", info.input_quant, tensor_quant(input_detail)),
+        ("output", info.output_quant, tensor_quant(output_detail)),
+    ):
+        if recorded is None:
+            continue
+        same_scale = np.isclose(recorded.scale, actual.scale, rtol=1e-5, atol=0.0)
+        if recorded.dtype != actual.dtype or not same_scale or recorded.zero_point != actual.zero_point:
+            raise ModelError(
+                f"model {path.name}: metadata says {name} {recorded} but the tensor is {actual}"
+            )
+
+
+def input_lookup_table(info: ModelInfo, quant: TensorQuant) -> np.ndarray:
+    """Map every uint8 pixel value straight to the model's input value (normalise + quantize).
+
+    One table lookup per pixel replaces the float arithmetic and is exact.
+    """
+    normalized = info.normalize(np.arange(256, dtype=np.uint8))
+    if not quant.quantized:
+        return normalized.astype(quant.dtype)
+    limits = np.iinfo(quant.dtype)
+    quantized = np.round(normalized / quant.scale) + quant.zero_point
+    return np.clip(quantized, limits.min, limits.max).astype(quant.dtype)
+
+
+class Classifier:
+    """Runs one model on batches of preprocessed face crops; probabilities in label order."""
+
+    def __init__(self, model_path: str | Path = DEFAULT_MODEL, num_threads: int = 1) -> None:
+        self.path = Path(model_path)
+        self.info = load_model_info(self.path)
+        self.interpreter = make_interpreter(self.path, num_threads=num_threads)
+        inputs = self.interpreter.get_input_details()
+        outputs = self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(
+                f"model {self.path.name}: expected 1 input and 1 output tensor, "
+                f"got {len(inputs)} and {len(outputs)}"
+            )
+        check_model_matches(self.info, inputs[0], outputs[0], self.path)
+        self._input_index = inputs[0]["index"]
+        self._output_index = outputs[0]["index"]
+        self._output_quant = tensor_quant(outputs[0])
+        self._lut = input_lookup_table(self.info, tensor_quant(inputs[0]))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.info.labels
+
+    def classify(self, crops: np.ndarray) -> np.ndarray:
+        """(n, h, w) uint8 face crops -> (n, classes) float32 probabilities."""
+        if crops.ndim != 3 or crops.shape[1:] != (self.info.input_height, self.info.input_width):
+            raise ValueError(
+                f"expected crops of shape (n, {self.info.input_height}, {self.info.input_width}), "
+                f"got {crops.shape}"
+            )
+        probs = np.empty((len(crops), len(self.labels)), dtype=np.float32)
+        inputs = self._lut[crops][..., np.newaxis]
+        for i in range(len(crops)):
+            self.interpreter.set_tensor(self._input_index, inputs[i : i + 1])
+            self.interpreter.invoke()
+            probs[i] = self._dequantize(self.interpreter.get_tensor(self._output_index)[0])
+        return probs
+
+    def _dequantize(self, raw: np.ndarray) -> np.ndarray:
+        if not self._output_quant.quantized:
+            return raw.astype(np.float32)
+        q = self._output_quant
+        return (raw.astype(np.float32) - q.zero_point) * q.scale

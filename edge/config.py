@@ -1,0 +1,138 @@
+"""Configuration: config.toml loaded into validated, typed settings objects."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 on older Raspberry Pi OS
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A config file or value is wrong; the message names the key path."""
+
+
+def bounded(default: Any, *, ge: float | None = None, gt: float | None = None,
+            le: float | None = None, choices: tuple[Any, ...] | None = None, doc: str = "") -> Any:
+    """A dataclass field whose value is checked against bounds or choices on load."""
+    return field(default=default, metadata={"ge": ge, "gt": gt, "le": le, "choices": choices, "doc": doc})
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    ring_slots: int = bounded(8, ge=3, le=256, doc="shared-memory frame slots")
+    live: str = bounded("auto", choices=("auto", "yes", "no"),
+                        doc="drop stale frames (live) or never drop (file)")
+    width: int = bounded(0, ge=0, le=7680, doc="camera width to request, 0 = camera default")
+    height: int = bounded(0, ge=0, le=4320, doc="camera height to request, 0 = camera default")
+    fps: float = bounded(0.0, ge=0.0, le=240.0, doc="camera fps to request, 0 = camera default")
+    stall_timeout_s: float = bounded(5.0, gt=0.0, le=600.0)
+    reopen_attempts: int = bounded(5, ge=0, le=1000)
+    reopen_backoff_s: float = bounded(0.5, gt=0.0, le=60.0)
+    image_fps: float = bounded(1.0, gt=0.0, le=1000.0, doc="timestamp rate for image sources")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    cascade: str = bounded("", doc="Haar cascade XML; empty = OpenCV's frontal face")
+    scale_factor: float = bounded(1.1, gt=1.0, le=2.0)
+    min_neighbors: int = bounded(4, ge=0, le=50)
+    min_face: float = bounded(0.05, gt=0.0, le=1.0, doc="smallest face, fraction of frame height")
+    max_face: float = bounded(1.0, gt=0.0, le=1.0, doc="largest face, fraction of frame height")
+    downscale: float = bounded(0.0, ge=0.0, le=1.0,
+                               doc="frame scale for full scans; 0 = from min_face")
+    scan_slices: int = bounded(4, ge=1, le=32, doc="frames one full scan is spread over")
+    track: bool = bounded(True, doc="search around last frame's faces every frame")
+    track_margin: float = bounded(0.3, ge=0.1, le=2.0, doc="search region around a face, x its size")
+    max_missed: int = bounded(3, ge=0, le=100, doc="frames a lost face is still searched for")
+    threads: int = bounded(1, ge=0, le=64, doc="OpenCV threads in the detector; 0 = OpenCV default")
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    model: str = bounded("", doc="TFLite model; empty = the shipped default")
+    threads: int = bounded(1, ge=1, le=64)
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    probabilities: bool = bounded(False, doc="draw per-face probability bars")
+    latency: bool = bounded(True, doc="draw per-stage latency")
+    fps_window_s: float = bounded(1.0, gt=0.0, le=60.0)
+    codec: str = bounded("mp4v", doc="FourCC of the output video")
+
+
+@dataclass(frozen=True)
+class Config:
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+
+
+def check_value(path: str, f: dataclasses.Field, value: Any) -> Any:
+    """Type- and bound-check one value; return it converted to the field's type."""
+    expected = type(f.default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not expected:
+        raise ConfigError(
+            f"config key {path} must be {expected.__name__}, got {type(value).__name__} {value!r}"
+        )
+    meta = f.metadata
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        raise ConfigError(f"config key {path} must be one of {list(meta['choices'])}, got {value!r}")
+    if meta.get("gt") is not None and not value > meta["gt"]:
+        raise ConfigError(f"config key {path} must be > {meta['gt']}, got {value}")
+    if meta.get("ge") is not None and not value >= meta["ge"]:
+        raise ConfigError(f"config key {path} must be >= {meta['ge']}, got {value}")
+    if meta.get("le") is not None and not value <= meta["le"]:
+        raise ConfigError(f"config key {path} must be <= {meta['le']}, got {value}")
+    return value
+
+
+def build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build a (nested) settings dataclass from a dict, rejecting unknown keys by path."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in fields:
+            raise ConfigError(f"unknown config key {path} (known: {', '.join(fields)})")
+        f = fields[key]
+        section_type = f.default_factory
+        if isinstance(section_type, type) and dataclasses.is_dataclass(section_type):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {path} must be a table, got {value!r}")
+            values[key] = build(section_type, value, prefix=f"{path}.")
+        else:
+            values[key] = check_value(path, f, value)
+    return cls(**values)
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load and validate a TOML config; None gives the defaults."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML ({exc})") from None
+    return build(Config, data)
+
+
+def override(config: Config, section: str, **values: Any) -> Config:
+    """A copy of config with some keys of one section replaced, validated like the file."""
+    current = getattr(config, section)
+    fields = {f.name: f for f in dataclasses.fields(current)}
+    checked = {k: check_value(f"{section}.{k}", fields[k], v) for k, v in values.items()}
+    return dataclasses.replace(config, **{section: dataclasses.replace(current, **checked)})

@@ -1,0 +1,265 @@
+"""Detector stage: Haar-cascade face boxes, tracked between frames, and the face crops cut from them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.config import DetectorConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
+ROI_MIN_SIZE_RATIO = 0.75  # a tracked face may shrink to this fraction of its size between frames
+ROI_MAX_SIZE_RATIO = 1.33  # ... or grow to this multiple
+ROI_WINDOW_SLACK = 1.0  # downscale a search region until its smallest face is this x the window
+BAND_OVERLAP_STEPS = 2  # scale steps each band reaches into the next, so no face falls between
+SAME_FACE_IOU = 0.3  # a full-scan box overlapping a tracked face this much is the same face
+
+
+class DetectorError(RuntimeError):
+    """The face detector cannot be built (missing cascade, OpenCV without Haar support)."""
+
+
+def load_cascade(path: str | Path | None = None) -> cv2.CascadeClassifier:
+    """Load a Haar cascade: the given XML, or OpenCV's own frontal-face cascade."""
+    if not hasattr(cv2, "CascadeClassifier"):
+        raise DetectorError(
+            f"OpenCV {cv2.__version__} has no CascadeClassifier (removed in OpenCV 5): "
+            "pip install 'opencv-python<5'"
+        )
+    if path:
+        xml = Path(path)
+    else:
+        data_dir = getattr(getattr(cv2, "data", None), "haarcascades", "")
+        xml = Path(data_dir) / DEFAULT_CASCADE
+    if not xml.is_file():
+        raise DetectorError(f"Haar cascade not found: {xml}")
+    cascade = cv2.CascadeClassifier(str(xml))
+    if cascade.empty():
+        raise DetectorError(f"Haar cascade could not be loaded: {xml}")
+    return cascade
+
+
+def xywh_to_xyxy(rects: np.ndarray | tuple, scale: float = 1.0, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """OpenCV's (x, y, w, h) rectangles in a scaled/offset image -> (n, 4) int32 xyxy in the frame."""
+    rects = np.asarray(rects, dtype=np.float64).reshape(-1, 4)
+    xyxy = np.empty_like(rects)
+    xyxy[:, :2] = rects[:, :2] / scale + offset
+    xyxy[:, 2:] = (rects[:, :2] + rects[:, 2:]) / scale + offset
+    return np.round(xyxy).astype(np.int32)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of every box in a (n, 4) with every box in b (m, 4)."""
+    a = a.astype(np.float64)[:, None, :]
+    b = b.astype(np.float64)[None, :, :]
+    w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = w * h
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / np.maximum(area_a + area_b - inter, 1e-9)
+
+
+@dataclass(frozen=True)
+class ScanBand:
+    """One slice of a full-frame scan: the face sizes it covers, in downscaled pixels."""
+
+    min_size: int
+    max_size: int
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """How to scan a whole frame of one size: the downscale and the bands of face sizes."""
+
+    frame_shape: tuple[int, int]
+    downscale: float
+    bands: tuple[ScanBand, ...]
+
+
+def plan_full_scan(frame_shape: tuple[int, int], config: DetectorConfig, window: int) -> ScanPlan:
+    """Pick the downscale from the smallest face to find, and split the sizes into bands of equal cost.
+
+    The smallest face is shrunk to the cascade's window size, no further: that keeps every
+    face the config asks for while scanning as few pixels as possible. Scanning cost at a
+    window size s is proportional to the pixels of the image shrunk by s / window, so bands
+    are cut where the running cost passes each equal share.
+    """
+    height, width = frame_shape
+    min_face = max(config.min_face * height, window)
+    max_face = max(config.max_face * height, min_face)
+    downscale = config.downscale or min(1.0, window / min_face)
+    sizes = [min_face * downscale]
+    while sizes[-1] * config.scale_factor <= max_face * downscale:
+        sizes.append(sizes[-1] * config.scale_factor)
+    costs = np.array([(width * downscale / (s / window)) * (height * downscale / (s / window)) for s in sizes])
+    share = costs.sum() / config.scan_slices
+    band_of_size = np.minimum((np.cumsum(costs) - costs / 2) // share, config.scan_slices - 1).astype(int)
+    bands = []
+    for band in range(config.scan_slices):
+        members = [s for s, b in zip(sizes, band_of_size) if b == band]
+        if not members:
+            continue
+        reach = config.scale_factor ** BAND_OVERLAP_STEPS
+        bands.append(ScanBand(int(np.floor(members[0])), int(np.ceil(members[-1] * reach))))
+    return ScanPlan(frame_shape, downscale, tuple(bands))
+
+
+@dataclass
+class Track:
+    """A face the detector follows: its last box and how many frames it has been missed."""
+
+    box: np.ndarray  # xyxy, frame pixels
+    missed: int = 0
+
+
+class FaceDetector:
+    """Finds faces frame after frame.
+
+    Every frame, each face of the previous frame is searched for in a small region around
+    it (cheap: a few scales on a few pixels). New faces come from full-frame scans spread
+    over ``scan_slices`` frames, one band of face sizes per frame, so no single frame pays
+    for a whole scan. The first frame, and every still image, gets a complete scan.
+    """
+
+    def __init__(self, config: DetectorConfig) -> None:
+        self.config = config
+        self.cascade = load_cascade(config.cascade or None)
+        window = self.cascade.getOriginalWindowSize()
+        self.window = int(max(window)) if window and max(window) > 0 else 24
+        self.tracks: list[Track] = []
+        self._plan: ScanPlan | None = None
+        self._frames_seen = 0
+
+    def reset(self) -> None:
+        """Forget tracked faces (a new scene, e.g. the next image of a folder)."""
+        self.tracks = []
+        self._frames_seen = 0
+
+    def plan(self, frame_shape: tuple[int, int]) -> ScanPlan:
+        if self._plan is None or self._plan.frame_shape != frame_shape:
+            self._plan = plan_full_scan(frame_shape, self.config, self.window)
+            log.debug("full-scan plan for %s: %s", frame_shape, self._plan)
+        return self._plan
+
+    def detect(self, gray: np.ndarray, still: bool = False) -> np.ndarray:
+        """(n, 4) int32 xyxy boxes of the faces in a grayscale frame."""
+        if still or not self.config.track:
+            self.reset()
+            return self.scan(gray)
+        plan = self.plan(gray.shape[:2])
+        tracked = self.search_tracks(gray)
+        if self._frames_seen == 0:
+            found = self.scan(gray)
+        else:
+            band = plan.bands[self._frames_seen % len(plan.bands)]
+            found = self.scan(gray, bands=(band,))
+        self._frames_seen += 1
+        if len(tracked) and len(found):
+            is_new = iou_matrix(found, tracked).max(axis=1) < SAME_FACE_IOU
+            found = found[is_new]
+        self.tracks.extend(Track(box) for box in found)
+        return np.concatenate([tracked, found]) if len(found) else tracked
+
+    def scan(self, gray: np.ndarray, bands: tuple[ScanBand, ...] | None = None) -> np.ndarray:
+        """Full-frame scan over the given bands of face sizes (all of them by default)."""
+        plan = self.plan(gray.shape[:2])
+        if not plan.bands:
+            return np.empty((0, 4), np.int32)
+        if bands is None:
+            bands = (ScanBand(plan.bands[0].min_size, plan.bands[-1].max_size),)
+        small = gray if plan.downscale == 1.0 else cv2.resize(
+            gray, None, fx=plan.downscale, fy=plan.downscale, interpolation=cv2.INTER_AREA)
+        found = [self.cascade.detectMultiScale(
+            small, scaleFactor=self.config.scale_factor, minNeighbors=self.config.min_neighbors,
+            minSize=(band.min_size, band.min_size), maxSize=(band.max_size, band.max_size))
+            for band in bands]
+        boxes = xywh_to_xyxy(np.concatenate([np.asarray(f).reshape(-1, 4) for f in found]), plan.downscale)
+        return suppress_duplicates(boxes)
+
+    def search_tracks(self, gray: np.ndarray) -> np.ndarray:
+        """Look for each tracked face near where it was; drop tracks missed too often."""
+        found, kept = [], []
+        for track in self.tracks:
+            box = self.search_near(gray, track.box)
+            if box is None:
+                track.missed += 1
+                if track.missed > self.config.max_missed:
+                    continue
+            else:
+                track.box, track.missed = box, 0
+                found.append(box)
+            kept.append(track)
+        self.tracks = kept
+        return suppress_duplicates(np.array(found, np.int32).reshape(-1, 4))
+
+    def search_near(self, gray: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+        """The face closest to a previous box, searched in a region around it at nearby sizes."""
+        x1, y1, x2, y2 = (int(v) for v in box)
+        size = max(x2 - x1, y2 - y1)
+        pad = int(size * self.config.track_margin)
+        height, width = gray.shape[:2]
+        rx1, ry1 = max(0, x1 - pad), max(0, y1 - pad)
+        rx2, ry2 = min(width, x2 + pad), min(height, y2 + pad)
+        smallest = size * ROI_MIN_SIZE_RATIO
+        scale = min(1.0, self.window * ROI_WINDOW_SLACK / smallest)
+        region = gray[ry1:ry2, rx1:rx2]
+        if scale < 1.0:
+            region = cv2.resize(region, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        min_side = max(self.window, int(smallest * scale))
+        max_side = int(np.ceil(size * ROI_MAX_SIZE_RATIO * scale))
+        if min(region.shape[:2]) < min_side:
+            return None
+        rects = self.cascade.detectMultiScale(
+            region, scaleFactor=self.config.scale_factor, minNeighbors=self.config.min_neighbors,
+            minSize=(min_side, min_side), maxSize=(max_side, max_side))
+        if len(rects) == 0:
+            return None
+        candidates = xywh_to_xyxy(rects, scale, (rx1, ry1))
+        return candidates[int(np.argmax(iou_matrix(candidates, box[None])[:, 0]))]
+
+
+def suppress_duplicates(boxes: np.ndarray) -> np.ndarray:
+    """Keep one box of every group that overlaps (larger boxes first)."""
+    if len(boxes) < 2:
+        return boxes
+    order = np.argsort(-(boxes[:, 2] - boxes[:, 0]))
+    boxes = boxes[order]
+    overlaps = iou_matrix(boxes, boxes)
+    keep: list[int] = []
+    for i in range(len(boxes)):
+        if all(overlaps[i, j] < SAME_FACE_IOU for j in keep):
+            keep.append(i)
+    return boxes[keep]
+
+
+def crop_faces(gray: np.ndarray, boxes: np.ndarray, size: tuple[int, int], margin: float) -> np.ndarray:
+    """(n, h, w) uint8 square face crops, each box grown by ``margin`` of its size on every side.
+
+    Parts of a crop outside the frame are black, as when the training faces were padded.
+    """
+    width, height = size
+    crops = np.zeros((len(boxes), height, width), np.uint8)
+    frame_h, frame_w = gray.shape[:2]
+    for i, (x1, y1, x2, y2) in enumerate(np.asarray(boxes, dtype=np.int64)):
+        side = max(x2 - x1, y2 - y1)
+        side_out = max(1, int(round(side * (1 + 2 * margin))))
+        cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
+        sx1, sy1 = cx - side_out // 2, cy - side_out // 2
+        sx2, sy2 = sx1 + side_out, sy1 + side_out
+        inside = gray[max(0, sy1):min(frame_h, sy2), max(0, sx1):min(frame_w, sx2)]
+        if inside.size == 0:
+            continue
+        if inside.shape != (side_out, side_out):
+            square = np.zeros((side_out, side_out), np.uint8)
+            oy, ox = max(0, -sy1), max(0, -sx1)
+            square[oy:oy + inside.shape[0], ox:ox + inside.shape[1]] = inside
+            inside = square
+        crops[i] = cv2.resize(inside, (width, height), interpolation=cv2.INTER_AREA)
+    return crops
