@@ -1,0 +1,369 @@
+"""Capture stage: frame sources (camera, file, stream, image, folder, Pi camera) and the threaded reader."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from edge.config import CaptureConfig
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
+STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+SLOT_WAIT_S = 0.1  # how long a blocking wait lasts before the stop flag is checked again
+
+
+class SourceError(ValueError):
+    """A source cannot be opened or read: the message says which and why."""
+
+
+class Source:
+    """A sequence of BGR frames. ``read`` fills ``out`` when its shape fits and returns the frame."""
+
+    name: str = ""
+    live: bool = False  # frames arrive in real time and must not queue up
+    fps: float = 0.0
+    still: bool = False  # independent images, not a video
+
+    def read(self, out: np.ndarray | None = None) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def timestamp(self, index: int) -> float:
+        """Seconds into the source of the frame with this index."""
+        return index / self.fps if self.fps > 0 else 0.0
+
+    def current_name(self) -> str:
+        return ""
+
+    def reopen(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+class VideoSource(Source):
+    """A camera, a video file or a network stream, read through cv2.VideoCapture."""
+
+    def __init__(self, target: int | str, config: CaptureConfig, live: bool) -> None:
+        self.target = target
+        self.config = config
+        self.live = live
+        self.name = f"camera {target}" if isinstance(target, int) else str(target)
+        self._started = time.perf_counter()
+        self.capture = self._open()
+        first = self.capture.read()[1] if self.capture is not None else None
+        if first is None:
+            self.close()
+            raise SourceError(self._open_error())
+        self._first: np.ndarray | None = first
+        self.frame_shape = first.shape
+        fps = self.capture.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 0 < fps < 1000 else 30.0
+
+    def _open(self) -> cv2.VideoCapture | None:
+        if isinstance(self.target, int):
+            capture = cv2.VideoCapture(self.target)
+            for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, self.config.width),
+                                (cv2.CAP_PROP_FRAME_HEIGHT, self.config.height),
+                                (cv2.CAP_PROP_FPS, self.config.fps)):
+                if value:
+                    capture.set(prop, value)
+            # One buffered frame: a camera's internal queue would only add latency.
+            capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        elif self.target.startswith(STREAM_PREFIXES):
+            timeout_ms = int(self.config.stall_timeout_s * 1000)
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+            capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, params)
+        else:
+            capture = cv2.VideoCapture(self.target)
+        return capture if capture.isOpened() else None
+
+    def _open_error(self) -> str:
+        if isinstance(self.target, int):
+            return f"camera {self.target} could not be opened"
+        if self.target.startswith(STREAM_PREFIXES):
+            return f"stream could not be opened (unreachable or not a video stream): {self.target}"
+        return f"not a decodable video or image: {self.target}"
+
+    def read(self, out: np.ndarray | None = None) -> np.ndarray | None:
+        if self._first is not None:
+            frame, self._first = self._first, None
+            if out is not None and out.shape == frame.shape:
+                out[...] = frame
+                return out
+            return frame
+        if self.capture is None:
+            return None
+        fits = out is not None and out.shape == self.frame_shape
+        ok, frame = self.capture.read(out) if fits else self.capture.read()
+        return frame if ok else None
+
+    def timestamp(self, index: int) -> float:
+        if self.live:
+            return time.perf_counter() - self._started
+        return super().timestamp(index)
+
+    def reopen(self) -> bool:
+        self.close()
+        self.capture = self._open()
+        return self.capture is not None
+
+    def close(self) -> None:
+        if self.capture is not None:
+            self.capture.release()
+            self.capture = None
+
+
+class ImageSource(Source):
+    """One image file or every image in a folder (sorted by name), each an independent frame."""
+
+    still = True
+
+    def __init__(self, paths: list[Path], config: CaptureConfig, name: str) -> None:
+        if not paths:
+            raise SourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder: {name}")
+        self.paths = paths
+        self.name = name
+        self.fps = config.image_fps
+        self._next = 0
+        self._current = ""
+        first = cv2.imread(str(paths[0]), cv2.IMREAD_COLOR)
+        if first is None:
+            raise SourceError(f"not a decodable image: {paths[0]}")
+        self._first: np.ndarray | None = first
+        self.frame_shape = first.shape
+
+    def read(self, out: np.ndarray | None = None) -> np.ndarray | None:
+        while self._next < len(self.paths):
+            path = self.paths[self._next]
+            self._next += 1
+            self._current = path.name
+            if self._first is not None:
+                image, self._first = self._first, None
+            else:
+                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                log.warning("skipping %s: not a decodable image", path)
+                continue
+            return image
+        return None
+
+    def current_name(self) -> str:
+        return self._current
+
+
+class PiCameraSource(Source):
+    """The Raspberry Pi camera through picamera2."""
+
+    live = True
+
+    def __init__(self, config: CaptureConfig) -> None:
+        try:
+            from picamera2 import Picamera2  # type: ignore[import-not-found]
+        except ImportError:
+            raise SourceError(
+                "--source picamera needs picamera2, which is not installed "
+                "(on Raspberry Pi OS: sudo apt install python3-picamera2, and create the venv "
+                "with --system-site-packages)"
+            ) from None
+        width, height = config.width or 640, config.height or 480
+        try:
+            self.camera = Picamera2()
+            video = self.camera.create_video_configuration(
+                main={"size": (width, height), "format": "BGR888"})
+            self.camera.configure(video)
+            self.camera.start()
+        except (RuntimeError, IndexError, OSError) as exc:
+            raise SourceError(f"Pi camera could not be opened ({exc})") from None
+        self.name = "picamera"
+        self.fps = config.fps or 30.0
+        self._started = time.perf_counter()
+        self.frame_shape = (height, width, 3)
+
+    def read(self, out: np.ndarray | None = None) -> np.ndarray | None:
+        frame = self.camera.capture_array("main")
+        return None if frame is None else frame[..., :3]
+
+    def timestamp(self, index: int) -> float:
+        return time.perf_counter() - self._started
+
+    def close(self) -> None:
+        self.camera.stop()
+        self.camera.close()
+
+
+def open_source(spec: str, config: CaptureConfig) -> Source:
+    """Open what --source names: a camera index, 'picamera', a URL, an image, a folder or a video."""
+    live_override = {"yes": True, "no": False}.get(config.live)
+    if spec.isdigit():
+        return VideoSource(int(spec), config, live=True if live_override is None else live_override)
+    if spec == "picamera":
+        return PiCameraSource(config)
+    if spec.startswith(STREAM_PREFIXES):
+        return VideoSource(spec, config, live=True if live_override is None else live_override)
+    path = Path(spec)
+    if not path.exists():
+        raise SourceError(f"source not found: {spec}")
+    if path.is_dir():
+        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        return ImageSource(images, config, name=spec)
+    if not os.access(path, os.R_OK):
+        raise SourceError(f"source is not readable: {spec}")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageSource([path], config, name=spec)
+    return VideoSource(spec, config, live=bool(live_override))
+
+
+@dataclass
+class FrameTask:
+    """A captured frame as it travels between stages: where its pixels are, never the pixels."""
+
+    slot: int
+    seq: int  # set when dispatched: consecutive over the frames that are processed
+    index: int  # frame number in the source
+    timestamp: float
+    shape: tuple[int, int, int]
+    still: bool = False
+    name: str = ""
+    stamps: dict[str, float] | None = None
+
+
+class FrameReader(threading.Thread):
+    """Reads a source into shared-memory slots on its own thread and hands frames on.
+
+    File sources are lossless: the reader waits for a free slot (backpressure), so every
+    frame is processed in order. Live sources keep latency bounded: at most
+    ``max_in_flight`` frames are being processed; a frame captured while the pipeline is
+    full waits as the single pending frame, and a newer one replaces it (a counted drop).
+    """
+
+    def __init__(self, source: Source, buffers: list[np.ndarray], send: Callable[[FrameTask | None], None],
+                 config: CaptureConfig, stop: threading.Event, max_in_flight: int = 2) -> None:
+        super().__init__(name="capture", daemon=True)
+        self.source = source
+        self.buffers = buffers  # flat uint8 slot buffers in shared memory
+        self.send = send
+        self.config = config
+        self.stop_event = stop
+        self.max_in_flight = max_in_flight
+        self.free: queue.Queue[int] = queue.Queue()
+        for slot in range(len(buffers)):
+            self.free.put(slot)
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.pending: FrameTask | None = None
+        self._next_seq = 0
+        self.frames_read = 0
+        self.dropped = 0
+        self.error: str | None = None
+
+    def release(self, slot: int) -> None:
+        """A frame is fully rendered: its slot is free again, and a pending frame may go."""
+        with self.lock:
+            self.free.put(slot)
+            self.in_flight -= 1
+            if self.pending is not None and self.in_flight < self.max_in_flight:
+                task, self.pending = self.pending, None
+                self._dispatch(task)
+
+    def _dispatch(self, task: FrameTask) -> None:
+        # Sequence numbers count dispatched frames only, so the renderer sees no gaps.
+        task.seq = self._next_seq
+        self._next_seq += 1
+        self.in_flight += 1
+        self.send(task)
+
+    def _offer(self, task: FrameTask) -> None:
+        with self.lock:
+            if not self.source.live or self.in_flight < self.max_in_flight:
+                self._dispatch(task)
+                return
+            if self.pending is not None:
+                self.free.put(self.pending.slot)
+                self.dropped += 1
+            self.pending = task
+
+    def _free_slot(self) -> int | None:
+        while not self.stop_event.is_set():
+            try:
+                return self.free.get(timeout=SLOT_WAIT_S)
+            except queue.Empty:
+                continue
+        return None
+
+    def run(self) -> None:
+        try:
+            while not self.stop_event.is_set():
+                slot = self._free_slot()
+                if slot is None:
+                    break
+                read_start = time.perf_counter()
+                frame = self._read_into(self.buffers[slot])
+                if frame is None:
+                    self.free.put(slot)
+                    break
+                captured = time.perf_counter()
+                index = self.frames_read
+                self.frames_read += 1
+                self._offer(FrameTask(
+                    slot=slot, seq=-1, index=index, timestamp=self.source.timestamp(index),
+                    shape=frame.shape, still=self.source.still, name=self.source.current_name(),
+                    stamps={"read_start": read_start, "captured": captured}))
+        except Exception as exc:  # a capture failure must end the stream, not hang it
+            log.exception("capture failed")
+            self.error = f"capture failed: {exc}"
+        finally:
+            self.send(None)  # end of stream
+
+    def _read_into(self, buffer: np.ndarray) -> np.ndarray | None:
+        """Read the next frame into a slot buffer; for live sources, reopen with back-off on failure."""
+        target = frame_view(buffer, self.source.frame_shape) if fits(buffer, self.source.frame_shape) else None
+        frame = self.source.read(target)
+        attempts = 0
+        while frame is None and self.source.live and not self.stop_event.is_set():
+            if attempts >= self.config.reopen_attempts:
+                self.error = f"{self.source.name} stopped delivering frames"
+                return None
+            delay = min(self.config.reopen_backoff_s * 2 ** attempts, 30.0)
+            log.warning("%s stalled; reopening in %.1f s", self.source.name, delay)
+            if self.stop_event.wait(delay):
+                return None
+            attempts += 1
+            if self.source.reopen():
+                frame = self.source.read(target)
+        if frame is None or frame is target:
+            return frame
+        return fit_into(frame, buffer)
+
+
+def fits(buffer: np.ndarray, shape: tuple[int, ...]) -> bool:
+    return int(np.prod(shape)) <= buffer.size
+
+
+def frame_view(buffer: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The frame of this shape stored at the start of a flat slot buffer."""
+    return buffer[: int(np.prod(shape))].reshape(shape)
+
+
+def fit_into(frame: np.ndarray, buffer: np.ndarray) -> np.ndarray:
+    """Copy a frame into a flat slot buffer, shrinking it first if it does not fit."""
+    if frame.ndim == 2:
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if not fits(buffer, frame.shape):
+        scale = (buffer.size / frame.size) ** 0.5
+        log.warning("frame %dx%d larger than the frame slots; shrunk to fit", frame.shape[1], frame.shape[0])
+        frame = cv2.resize(frame, None, fx=scale * 0.999, fy=scale * 0.999, interpolation=cv2.INTER_AREA)
+    view = frame_view(buffer, frame.shape)
+    view[...] = frame
+    return view

@@ -1,0 +1,102 @@
+"""The one result type: the faces of one frame, as column arrays, and the frame's timings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STAGES = ("capture", "queue", "detect", "classify", "render", "total")  # latency keys, ms
+
+
+@dataclass
+class Faces:
+    """Faces of one frame: ``xyxy`` (n, 4) int32 boxes, ``probs`` (n, k) float32 in label order."""
+
+    xyxy: np.ndarray
+    probs: np.ndarray
+    labels: tuple[str, ...]
+    track_id: np.ndarray | None = None  # (n,) int64, -1 where a face has no track
+
+    def __post_init__(self) -> None:
+        self.xyxy = np.asarray(self.xyxy, dtype=np.int32)
+        if self.xyxy.size == 0:
+            self.xyxy = self.xyxy.reshape(0, 4)
+        self.probs = np.asarray(self.probs, dtype=np.float32)
+        n = len(self.xyxy)
+        if self.xyxy.ndim != 2 or self.xyxy.shape[1] != 4:
+            raise ValueError(f"xyxy: expected shape (_, 4), got {self.xyxy.shape}")
+        if n == 0 and self.probs.size == 0:
+            self.probs = np.zeros((0, len(self.labels)), np.float32)
+        if self.probs.shape != (n, len(self.labels)):
+            raise ValueError(f"probs: expected shape ({n}, {len(self.labels)}), got {self.probs.shape}")
+        if self.track_id is None:
+            self.track_id = np.full(n, -1, np.int64)
+        self.track_id = np.asarray(self.track_id, dtype=np.int64)
+        if self.track_id.shape != (n,):
+            raise ValueError(f"track_id: expected shape ({n},), got {self.track_id.shape}")
+
+    @classmethod
+    def empty(cls, labels: tuple[str, ...]) -> Faces:
+        return cls(np.zeros((0, 4), np.int32), np.zeros((0, len(labels)), np.float32), labels)
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    @property
+    def class_id(self) -> np.ndarray:
+        return self.probs.argmax(axis=1) if len(self) else np.zeros(0, np.int64)
+
+    @property
+    def score(self) -> np.ndarray:
+        return self.probs.max(axis=1) if len(self) else np.zeros(0, np.float32)
+
+    @property
+    def label(self) -> list[str]:
+        return [self.labels[i] for i in self.class_id]
+
+    def records(self) -> list[dict]:
+        """One JSON-ready dict per face: box, label, score, every probability."""
+        return [
+            {
+                "box": [int(v) for v in self.xyxy[i]],
+                "track_id": int(self.track_id[i]),
+                "label": self.labels[int(self.class_id[i])],
+                "score": round(float(self.score[i]), 4),
+                "probs": {name: round(float(p), 4) for name, p in zip(self.labels, self.probs[i])},
+            }
+            for i in range(len(self))
+        ]
+
+
+@dataclass
+class FrameResult:
+    """Everything known about one processed frame when it reaches the renderer."""
+
+    seq: int  # position in the processed stream, 0, 1, 2, ...
+    index: int  # frame number in the source (gaps = frames dropped upstream)
+    timestamp: float  # seconds into the source (file) or since start (live)
+    faces: Faces
+    stamps: dict[str, float] = field(default_factory=dict)  # perf_counter() per stage boundary
+    name: str = ""  # image file name for image sources
+
+    def latencies_ms(self) -> dict[str, float]:
+        """Per-stage latency in milliseconds from the perf_counter stamps each stage left."""
+        s = self.stamps
+        spans = {
+            "capture": ("read_start", "captured"),
+            "queue": ("captured", "detect_start"),
+            "detect": ("detect_start", "detect_end"),
+            "classify": ("classify_start", "classify_end"),
+            "render": ("render_start", "rendered"),
+            "total": ("captured", "rendered"),
+        }
+        return {k: (s[b] - s[a]) * 1000.0 for k, (a, b) in spans.items() if a in s and b in s}
+
+    def record(self) -> dict:
+        """The frame's JSON Lines event."""
+        event = {"frame": self.index, "seq": self.seq, "t": round(self.timestamp, 4)}
+        if self.name:
+            event["image"] = self.name
+        event["faces"] = self.faces.records()
+        return event
