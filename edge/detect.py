@@ -67,48 +67,83 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class ScanBand:
-    """One slice of a full-frame scan: the face sizes it covers, in downscaled pixels."""
+class ScanUnit:
+    """One piece of a full-frame scan: a range of face sizes in a strip of columns (downscaled pixels)."""
 
     min_size: int
     max_size: int
+    x1: int
+    x2: int
+    cost: float  # estimated windows to evaluate
 
 
 @dataclass(frozen=True)
 class ScanPlan:
-    """How to scan a whole frame of one size: the downscale and the bands of face sizes."""
+    """How to scan a whole frame of one size: the downscale, and the units each slice scans."""
 
     frame_shape: tuple[int, int]
     downscale: float
-    bands: tuple[ScanBand, ...]
+    min_size: int  # smallest and largest face, downscaled pixels
+    max_size: int
+    slices: tuple[tuple[ScanUnit, ...], ...]
+
+
+def window_count(width: float, height: float, size: float, window: int) -> float:
+    """Windows the cascade evaluates at one face size: the image shrunk so the face fills the window."""
+    shrink = size / window
+    return max(width / shrink - window, 1.0) * max(height / shrink - window, 1.0)
 
 
 def plan_full_scan(frame_shape: tuple[int, int], config: DetectorConfig, window: int) -> ScanPlan:
-    """Pick the downscale from the smallest face to find, and split the sizes into bands of equal cost.
+    """Pick the downscale from the smallest face to find, and cut the scan into equal-cost slices.
 
     The smallest face is shrunk to the cascade's window size, no further: that keeps every
-    face the config asks for while scanning as few pixels as possible. Scanning cost at a
-    window size s is proportional to the pixels of the image shrunk by s / window, so bands
-    are cut where the running cost passes each equal share.
+    face the config asks for while scanning as few pixels as possible. The face sizes are
+    grouped into bands; a band too costly for one slice (small faces: many windows) is split
+    into overlapping column strips, each wide enough to hold the band's largest face whole.
+    The units are then packed into ``scan_slices`` slices of about equal cost.
     """
     height, width = frame_shape
     min_face = max(config.min_face * height, window)
     max_face = max(config.max_face * height, min_face)
     downscale = config.downscale or min(1.0, window / min_face)
+    w, h = width * downscale, height * downscale
     sizes = [min_face * downscale]
     while sizes[-1] * config.scale_factor <= max_face * downscale:
         sizes.append(sizes[-1] * config.scale_factor)
-    costs = np.array([(width * downscale / (s / window)) * (height * downscale / (s / window)) for s in sizes])
-    share = costs.sum() / config.scan_slices
-    band_of_size = np.minimum((np.cumsum(costs) - costs / 2) // share, config.scan_slices - 1).astype(int)
-    bands = []
-    for band in range(config.scan_slices):
-        members = [s for s, b in zip(sizes, band_of_size) if b == band]
-        if not members:
-            continue
-        reach = config.scale_factor ** BAND_OVERLAP_STEPS
-        bands.append(ScanBand(int(np.floor(members[0])), int(np.ceil(members[-1] * reach))))
-    return ScanPlan(frame_shape, downscale, tuple(bands))
+    costs = [window_count(w, h, s, window) for s in sizes]
+    target = sum(costs) / config.scan_slices
+    reach = config.scale_factor ** BAND_OVERLAP_STEPS
+    units: list[ScanUnit] = []
+    start = 0
+    while start < len(sizes):
+        stop = start + 1
+        while stop < len(sizes) and sum(costs[start:stop + 1]) <= target:
+            stop += 1
+        lo, hi = int(np.floor(sizes[start])), int(np.ceil(min(sizes[stop - 1] * reach, h)))
+        units.extend(column_strips(lo, hi, int(w), sum(costs[start:stop]), target))
+        start = stop
+    return ScanPlan(frame_shape, downscale, int(np.floor(sizes[0])), int(np.ceil(sizes[-1])),
+                    pack_slices(units, config.scan_slices))
+
+
+def column_strips(lo: int, hi: int, width: int, cost: float, target: float) -> list[ScanUnit]:
+    """Split a band into strips of about ``target`` cost that overlap by its largest face."""
+    strips = max(1, min(int(np.ceil(cost / target)), width // max(hi, 1)))
+    step = width / strips
+    return [ScanUnit(lo, hi, max(0, int(i * step) - hi // 2), min(width, int((i + 1) * step) + hi // 2),
+                     cost / strips) for i in range(strips)]
+
+
+def pack_slices(units: list[ScanUnit], slices: int) -> tuple[tuple[ScanUnit, ...], ...]:
+    """Greedy bin packing: the costliest unit first, into the slice with the least work so far."""
+    bins: list[list[ScanUnit]] = [[] for _ in range(min(slices, len(units)))]
+    loads = [0.0] * len(bins)
+    for unit in sorted(units, key=lambda u: -u.cost):
+        i = int(np.argmin(loads))
+        bins[i].append(unit)
+        loads[i] += unit.cost
+    return tuple(tuple(b) for b in bins if b)
 
 
 @dataclass
@@ -150,16 +185,17 @@ class FaceDetector:
 
     def detect(self, gray: np.ndarray, still: bool = False) -> np.ndarray:
         """(n, 4) int32 xyxy boxes of the faces in a grayscale frame."""
-        if still or not self.config.track:
+        if still:  # no time budget for a still image: scan it whole, at full resolution
             self.reset()
+            return self.scan_full_resolution(gray)
+        if not self.config.track:
             return self.scan(gray)
         plan = self.plan(gray.shape[:2])
         tracked = self.search_tracks(gray)
         if self._frames_seen == 0:
             found = self.scan(gray)
         else:
-            band = plan.bands[self._frames_seen % len(plan.bands)]
-            found = self.scan(gray, bands=(band,))
+            found = self.scan(gray, plan.slices[self._frames_seen % len(plan.slices)])
         self._frames_seen += 1
         if len(tracked) and len(found):
             is_new = iou_matrix(found, tracked).max(axis=1) < SAME_FACE_IOU
@@ -167,21 +203,33 @@ class FaceDetector:
         self.tracks.extend(Track(box) for box in found)
         return np.concatenate([tracked, found]) if len(found) else tracked
 
-    def scan(self, gray: np.ndarray, bands: tuple[ScanBand, ...] | None = None) -> np.ndarray:
-        """Full-frame scan over the given bands of face sizes (all of them by default)."""
+    def scan(self, gray: np.ndarray, units: tuple[ScanUnit, ...] | None = None) -> np.ndarray:
+        """Scan the given units of the full-frame plan; by default the whole frame at every size."""
         plan = self.plan(gray.shape[:2])
-        if not plan.bands:
+        if not plan.slices:
             return np.empty((0, 4), np.int32)
-        if bands is None:
-            bands = (ScanBand(plan.bands[0].min_size, plan.bands[-1].max_size),)
         small = gray if plan.downscale == 1.0 else cv2.resize(
             gray, None, fx=plan.downscale, fy=plan.downscale, interpolation=cv2.INTER_AREA)
-        found = [self.cascade.detectMultiScale(
-            small, scaleFactor=self.config.scale_factor, minNeighbors=self.config.min_neighbors,
-            minSize=(band.min_size, band.min_size), maxSize=(band.max_size, band.max_size))
-            for band in bands]
-        boxes = xywh_to_xyxy(np.concatenate([np.asarray(f).reshape(-1, 4) for f in found]), plan.downscale)
-        return suppress_duplicates(boxes)
+        if units is None:
+            units = (ScanUnit(plan.min_size, plan.max_size, 0, small.shape[1], 0.0),)
+        found = []
+        for unit in units:
+            rects = self.cascade.detectMultiScale(
+                small[:, unit.x1:unit.x2], scaleFactor=self.config.scale_factor,
+                minNeighbors=self.config.min_neighbors,
+                minSize=(unit.min_size, unit.min_size), maxSize=(unit.max_size, unit.max_size))
+            found.append(xywh_to_xyxy(rects, plan.downscale, (int(unit.x1 / plan.downscale), 0)))
+        return suppress_duplicates(np.concatenate(found))
+
+    def scan_full_resolution(self, gray: np.ndarray) -> np.ndarray:
+        """Every face size from min_face to max_face on the frame as it is."""
+        height = gray.shape[0]
+        min_side = max(self.window, int(self.config.min_face * height))
+        max_side = max(min_side, int(self.config.max_face * height))
+        rects = self.cascade.detectMultiScale(
+            gray, scaleFactor=self.config.scale_factor, minNeighbors=self.config.min_neighbors,
+            minSize=(min_side, min_side), maxSize=(max_side, max_side))
+        return suppress_duplicates(xywh_to_xyxy(rects))
 
     def search_tracks(self, gray: np.ndarray) -> np.ndarray:
         """Look for each tracked face near where it was; drop tracks missed too often."""
