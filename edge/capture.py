@@ -324,6 +324,10 @@ class FrameReader(threading.Thread):
             log.exception("capture failed")
             self.error = f"capture failed: {exc}"
         finally:
+            with self.lock:  # the newest frame of a live source that ended is still shown
+                if self.pending is not None:
+                    task, self.pending = self.pending, None
+                    self._dispatch(task)
             self.send(None)  # end of stream
 
     def _read_into(self, buffer: np.ndarray) -> np.ndarray | None:

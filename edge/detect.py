@@ -18,7 +18,7 @@ ROI_MIN_SIZE_RATIO = 0.75  # a tracked face may shrink to this fraction of its s
 ROI_MAX_SIZE_RATIO = 1.33  # ... or grow to this multiple
 ROI_WINDOW_SLACK = 1.0  # downscale a search region until its smallest face is this x the window
 BAND_OVERLAP_STEPS = 2  # scale steps each band reaches into the next, so no face falls between
-SAME_FACE_IOU = 0.3  # a full-scan box overlapping a tracked face this much is the same face
+SAME_FACE_OVERLAP = 0.5  # boxes sharing this fraction of the smaller one are one face (faces never nest)
 
 
 class DetectorError(RuntimeError):
@@ -54,16 +54,27 @@ def xywh_to_xyxy(rects: np.ndarray | tuple, scale: float = 1.0, offset: tuple[in
     return np.round(xyxy).astype(np.int32)
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Intersection over union of every box in a (n, 4) with every box in b (m, 4)."""
+def intersections(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairwise intersection areas of boxes a (n, 4) and b (m, 4), and the areas of each."""
     a = a.astype(np.float64)[:, None, :]
     b = b.astype(np.float64)[None, :, :]
     w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
     h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = w * h
     area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
     area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return w * h, area_a, area_b
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of every box in a (n, 4) with every box in b (m, 4)."""
+    inter, area_a, area_b = intersections(a, b)
     return inter / np.maximum(area_a + area_b - inter, 1e-9)
+
+
+def overlap_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over the smaller box's area: 1.0 when one box lies inside the other."""
+    inter, area_a, area_b = intersections(a, b)
+    return inter / np.maximum(np.minimum(area_a, area_b), 1e-9)
 
 
 @dataclass(frozen=True)
@@ -198,7 +209,7 @@ class FaceDetector:
             found = self.scan(gray, plan.slices[self._frames_seen % len(plan.slices)])
         self._frames_seen += 1
         if len(tracked) and len(found):
-            is_new = iou_matrix(found, tracked).max(axis=1) < SAME_FACE_IOU
+            is_new = overlap_matrix(found, tracked).max(axis=1) < SAME_FACE_OVERLAP
             found = found[is_new]
         self.tracks.extend(Track(box) for box in found)
         return np.concatenate([tracked, found]) if len(found) else tracked
@@ -232,20 +243,23 @@ class FaceDetector:
         return suppress_duplicates(xywh_to_xyxy(rects))
 
     def search_tracks(self, gray: np.ndarray) -> np.ndarray:
-        """Look for each tracked face near where it was; drop tracks missed too often."""
-        found, kept = [], []
+        """Look for each tracked face near where it was; drop tracks missed too often or merged."""
+        found: list[np.ndarray] = []
+        kept: list[Track] = []
         for track in self.tracks:
             box = self.search_near(gray, track.box)
             if box is None:
                 track.missed += 1
                 if track.missed > self.config.max_missed:
                     continue
+            elif found and overlap_matrix(box[None], np.array(found)).max() >= SAME_FACE_OVERLAP:
+                continue  # two tracks ran onto the same face: keep the first
             else:
                 track.box, track.missed = box, 0
                 found.append(box)
             kept.append(track)
         self.tracks = kept
-        return suppress_duplicates(np.array(found, np.int32).reshape(-1, 4))
+        return np.array(found, np.int32).reshape(-1, 4)
 
     def search_near(self, gray: np.ndarray, box: np.ndarray) -> np.ndarray | None:
         """The face closest to a previous box, searched in a region around it at nearby sizes."""
@@ -274,15 +288,15 @@ class FaceDetector:
 
 
 def suppress_duplicates(boxes: np.ndarray) -> np.ndarray:
-    """Keep one box of every group that overlaps (larger boxes first)."""
+    """Keep one box of every group that overlaps or nests (larger boxes first)."""
     if len(boxes) < 2:
         return boxes
-    order = np.argsort(-(boxes[:, 2] - boxes[:, 0]))
+    order = np.argsort(-(boxes[:, 2] - boxes[:, 0]), kind="stable")
     boxes = boxes[order]
-    overlaps = iou_matrix(boxes, boxes)
+    overlaps = overlap_matrix(boxes, boxes)
     keep: list[int] = []
     for i in range(len(boxes)):
-        if all(overlaps[i, j] < SAME_FACE_IOU for j in keep):
+        if all(overlaps[i, j] < SAME_FACE_OVERLAP for j in keep):
             keep.append(i)
     return boxes[keep]
 

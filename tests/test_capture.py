@@ -1,0 +1,108 @@
+"""Capture: every source kind opens or fails with one clear line; the reader is lossless or drops stale frames."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from edge.capture import FrameReader, Source, SourceError, open_source
+from edge.config import CaptureConfig
+from tests.conftest import DATA
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("missing.mp4", "source not found: missing.mp4"),
+    (str(DATA / "README.md"), "not a decodable video or image"),
+    ("97", "camera 97 could not be opened"),
+    ("rtsp://127.0.0.1:9/none", "stream could not be opened"),
+    ("picamera", "picamera2"),
+])
+def test_bad_sources_fail_with_a_clear_message(spec, message):
+    config = CaptureConfig(stall_timeout_s=1.0)
+    with pytest.raises(SourceError, match=message):
+        open_source(spec, config)
+
+
+def test_empty_folder_is_an_error(tmp_path):
+    with pytest.raises(SourceError, match="no images"):
+        open_source(str(tmp_path), CaptureConfig())
+
+
+def test_video_file_is_lossless_and_image_folder_lists_images(tmp_path):
+    video = open_source(str(DATA / "single_face.mp4"), CaptureConfig())
+    assert not video.live and video.fps == pytest.approx(30.0)
+    count = 0
+    while video.read() is not None:
+        count += 1
+    assert count == 72
+    folder = open_source(str(DATA), CaptureConfig())
+    names = []
+    while folder.read() is not None:
+        names.append(folder.current_name())
+    assert names == ["multi_face.jpg", "single_face.jpg"] and folder.still
+
+
+class CountingSource(Source):
+    """Synthetic frames whose first pixel is their frame number; optionally paced like a camera."""
+
+    def __init__(self, frames: int, live: bool, period_s: float = 0.0) -> None:
+        self.frames, self.live, self.period_s, self.fps = frames, live, period_s, 30.0
+        self.frame_shape = (8, 8, 3)
+        self.next = 0
+
+    def read(self, out=None):
+        if self.next >= self.frames:
+            return None
+        time.sleep(self.period_s)
+        frame = out if out is not None else np.zeros(self.frame_shape, np.uint8)
+        frame[0, 0, 0] = self.next % 256
+        self.next += 1
+        return frame
+
+
+def run_reader(source: Source, slow_consumer_s: float, max_in_flight: int) -> tuple[list, FrameReader]:
+    buffers = [np.zeros(8 * 8 * 3, np.uint8) for _ in range(4)]
+    outbox: list = []
+    done = threading.Event()
+    reader: FrameReader
+
+    def send(task):
+        outbox.append(task)
+        if task is None:
+            done.set()
+            return
+        # A consumer on another thread: read the pixel, then free the slot later.
+        def consume():
+            time.sleep(slow_consumer_s)
+            task.first_pixel = int(buffers[task.slot][0])
+            reader.release(task.slot)
+        threading.Thread(target=consume).start()
+
+    reader = FrameReader(source, buffers, send, CaptureConfig(reopen_attempts=0), threading.Event(),
+                         max_in_flight=max_in_flight)
+    reader.start()
+    assert done.wait(10)
+    reader.join(5)
+    time.sleep(slow_consumer_s + 0.05)
+    return [t for t in outbox if t is not None], reader
+
+
+def test_file_reader_delivers_every_frame_in_order_under_backpressure():
+    tasks, reader = run_reader(CountingSource(30, live=False), slow_consumer_s=0.01, max_in_flight=4)
+    assert [t.index for t in tasks] == list(range(30))
+    assert [t.seq for t in tasks] == list(range(30))
+    assert [t.first_pixel for t in tasks] == list(range(30))  # no slot overwritten before it was used
+    assert reader.dropped == 0
+
+
+def test_live_reader_drops_stale_frames_and_keeps_the_newest():
+    tasks, reader = run_reader(CountingSource(40, live=True, period_s=0.002), slow_consumer_s=0.03,
+                               max_in_flight=1)
+    indexes = [t.index for t in tasks]
+    assert reader.dropped > 0 and len(tasks) + reader.dropped == 40
+    assert indexes == sorted(indexes) and len(set(indexes)) == len(indexes)  # never the same frame twice
+    assert [t.seq for t in tasks] == list(range(len(tasks)))
+    assert [t.first_pixel for t in tasks] == indexes

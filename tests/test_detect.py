@@ -1,0 +1,90 @@
+"""Detector: every face of the sample photos, tracking through the sample clip, scan planning, crops."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.config import DetectorConfig
+from edge.detect import FaceDetector, crop_faces, iou_matrix, plan_full_scan, suppress_duplicates
+from tests.conftest import DATA
+
+# Hand-checked boxes of the five faces in multi_face.jpg (x1, y1, x2, y2).
+MULTI_FACES = np.array([[209, 68, 319, 178], [303, 232, 427, 356], [427, 208, 528, 309],
+                        [516, 306, 637, 427], [671, 288, 801, 418]])
+
+
+def gray(name: str) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(DATA / name)), cv2.COLOR_BGR2GRAY)
+
+
+def video_frames(name: str) -> list[np.ndarray]:
+    capture, frames = cv2.VideoCapture(str(DATA / name)), []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return frames
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+
+
+def test_every_face_of_the_group_photo_is_found():
+    boxes = FaceDetector(DetectorConfig()).detect(gray("multi_face.jpg"), still=True)
+    assert len(boxes) == 5
+    assert (iou_matrix(MULTI_FACES, boxes).max(axis=1) > 0.5).all()
+
+
+def test_single_face_photo():
+    assert len(FaceDetector(DetectorConfig()).detect(gray("single_face.jpg"), still=True)) == 1
+
+
+def test_tracking_keeps_the_face_in_every_frame_full_resolution_haar_finds_it():
+    frames = video_frames("single_face.mp4")
+    detector = FaceDetector(DetectorConfig())
+    cascade = detector.cascade
+    ours = [len(detector.detect(frame)) for frame in frames]
+    reference = [len(cascade.detectMultiScale(f, 1.1, 4, minSize=(24, 24))) > 0 for f in frames]
+    assert all(n == 1 for n in ours)
+    assert sum(n > 0 for n in ours) >= sum(reference)
+
+
+def test_no_face_video_gives_no_faces():
+    detector = FaceDetector(DetectorConfig())
+    assert sum(len(detector.detect(frame)) for frame in video_frames("no_face.mp4")) == 0
+
+
+def test_scan_plan_covers_every_size_in_equal_slices():
+    config = DetectorConfig(scan_slices=8)
+    plan = plan_full_scan((360, 640), config, window=24)
+    units = [u for s in plan.slices for u in s]
+    assert len(plan.slices) == 8 and plan.downscale == 1.0
+    sizes = sorted({(u.min_size, u.max_size) for u in units})
+    assert sizes[0][0] <= 24 and sizes[-1][1] >= 360 * config.max_face * 0.9
+    for (_, hi), (lo, _) in zip(sizes, sizes[1:]):
+        assert lo <= hi  # consecutive bands overlap: no face size falls between them
+    loads = [sum(u.cost for u in s) for s in plan.slices]
+    assert max(loads) < 2.5 * min(loads)
+    for lo, hi in sizes:  # the strips of a band cover every column, overlapping by its largest face
+        strips = sorted((u.x1, u.x2) for u in units if (u.min_size, u.max_size) == (lo, hi))
+        assert strips[0][0] == 0 and strips[-1][1] == 640
+        assert all(b[0] <= a[1] - min(hi // 2, a[1] - a[0]) for a, b in zip(strips, strips[1:]))
+
+
+def test_downscale_follows_the_smallest_face():
+    plan = plan_full_scan((720, 1280), DetectorConfig(min_face=0.1), window=24)
+    assert plan.downscale == pytest.approx(24 / 72)
+    assert plan_full_scan((720, 1280), DetectorConfig(min_face=0.1, downscale=0.5), 24).downscale == 0.5
+
+
+def test_suppress_duplicates_keeps_one_box_per_face():
+    boxes = np.array([[0, 0, 100, 100], [5, 5, 98, 98], [200, 200, 250, 250]], np.int32)
+    kept = suppress_duplicates(boxes)
+    assert len(kept) == 2 and [0, 0, 100, 100] in kept.tolist()
+
+
+def test_crops_are_square_padded_and_sized():
+    image = np.full((100, 200), 255, np.uint8)
+    crops = crop_faces(image, np.array([[0, 0, 40, 40], [80, 20, 120, 60]]), (16, 16), margin=0.25)
+    assert crops.shape == (2, 16, 16) and crops.dtype == np.uint8
+    assert crops[0, 0, 0] == 0  # outside the frame: black padding
+    assert (crops[1] == 255).all()  # fully inside

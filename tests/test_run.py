@@ -1,0 +1,211 @@
+"""End to end: `python -m edge.run` on the real sample media, its outputs, its errors, its shutdown."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import psutil
+import pytest
+
+from tests.conftest import DATA, ROOT, run_cli
+
+
+def shm_segments() -> set[str]:
+    shm = Path("/dev/shm")
+    return {p.name for p in shm.iterdir() if p.name.startswith("psm_")} if shm.is_dir() else set()
+
+
+def frame_count(path: Path) -> int:
+    capture, count = cv2.VideoCapture(str(path)), 0
+    while capture.read()[0]:
+        count += 1
+    return count
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def clean_system():
+    """After the test: no shared-memory segment of ours and no child process is left."""
+    before = shm_segments()
+    yield
+    assert shm_segments() - before == set()
+    assert psutil.Process().children(recursive=True) == []
+
+
+def test_single_face_video_end_to_end(tmp_path, clean_system):
+    out, events = tmp_path / "out.mp4", tmp_path / "faces.jsonl"
+    result = run_cli("--source", str(DATA / "single_face.mp4"), "--headless", "--output", str(out),
+                     "--events", str(events))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert frame_count(out) == 72
+    capture = cv2.VideoCapture(str(out))
+    assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (640, 360)
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(30.0, abs=0.1)
+    records = read_jsonl(events)
+    assert [r["frame"] for r in records] == list(range(72))
+    with_face = [r for r in records if r["faces"]]
+    assert len(with_face) >= 70
+    face = with_face[0]["faces"][0]
+    assert set(face) == {"box", "track_id", "label", "score", "probs"}
+    assert face["label"] == max(face["probs"], key=face["probs"].get)
+    assert sum(face["probs"].values()) == pytest.approx(1.0, abs=0.03)
+    assert records[30]["t"] == pytest.approx(1.0)
+
+
+def test_no_face_video_gives_zero_faces(tmp_path, clean_system):
+    events = tmp_path / "faces.csv"
+    result = run_cli("--source", str(DATA / "no_face.mp4"), "--headless", "--events", str(events))
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(events.open()))
+    assert len(rows) == 98 and all(row["label"] == "" for row in rows)
+
+
+def test_group_photo_every_face_labelled(tmp_path, clean_system):
+    out, events = tmp_path / "annotated.jpg", tmp_path / "faces.jsonl"
+    result = run_cli("--source", str(DATA / "multi_face.jpg"), "--output", str(out), "--events", str(events))
+    assert result.returncode == 0, result.stderr
+    (record,) = read_jsonl(events)
+    assert len(record["faces"]) == 5
+    assert all(f["label"] in f["probs"] for f in record["faces"])
+    assert cv2.imread(str(out)).shape == cv2.imread(str(DATA / "multi_face.jpg")).shape
+
+
+def test_image_folder_writes_one_annotated_image_each(tmp_path, clean_system):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("single_face.jpg", "multi_face.jpg"):
+        (folder / name).write_bytes((DATA / name).read_bytes())
+    out_dir, events = tmp_path / "annotated", tmp_path / "faces.csv"
+    result = run_cli("--source", str(folder), "--output", str(out_dir), "--events", str(events))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out_dir.iterdir()) == ["multi_face.jpg", "single_face.jpg"]
+    rows = list(csv.DictReader(events.open()))
+    assert sorted({r["image"] for r in rows}) == ["multi_face.jpg", "single_face.jpg"]
+    assert len(rows) == 6  # five faces and one face
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad")
+    (folder / "not_video.mp4").write_bytes(b"\x00" * 2048)
+    (folder / "corrupt.tflite").write_bytes(b"garbage" * 100)
+    (folder / "corrupt.json").write_text((ROOT / "edge/models/fer2013_mini_xception_int8.json").read_text())
+    (folder / "bad.toml").write_text("[detector]\nscale_factor = 0.9\n")
+    return folder
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--source", "missing.mp4"], "source not found: missing.mp4"),
+    (["--source", "{bad}/not_video.mp4"], "not a decodable video or image"),
+    (["--source", "97"], "camera 97 could not be opened"),
+    (["--source", "rtsp://127.0.0.1:9/stream"], "stream could not be opened"),
+    (["--model", "{bad}/missing.tflite"], "model file not found"),
+    (["--model", "{bad}/corrupt.tflite"], "not a loadable TFLite model"),
+    (["--config", "{bad}/bad.toml"], "config key detector.scale_factor must be > 1.0, got 0.9"),
+    (["--output", "{bad}/no/such/dir/out.mp4"], "output folder does not exist"),
+    (["--output", "{bad}/out.txt"], "output video must end in one of"),
+])
+def test_bad_input_gives_one_line_error_and_nonzero_exit(bad_files, args, message, clean_system):
+    args = [a.replace("{bad}", str(bad_files)) for a in args]
+    if "--source" not in args:
+        args += ["--source", str(DATA / "single_face.mp4")]
+    result = run_cli(*args, "--headless", timeout=60)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_config(bad_files):
+    good = run_cli("--config", str(ROOT / "config.toml"), "--validate-config")
+    assert good.returncode == 0 and "config OK" in good.stdout
+    bad = run_cli("--config", str(bad_files / "bad.toml"), "--validate-config")
+    assert bad.returncode == 2 and "detector.scale_factor" in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory) -> Path:
+    """The sample clip played forwards and backwards 15 times: long enough to interrupt."""
+    capture, frames = cv2.VideoCapture(str(DATA / "single_face.mp4")), []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    path = tmp_path_factory.mktemp("long") / "long.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 360))
+    for i in range(15):
+        for frame in frames if i % 2 == 0 else frames[::-1]:
+            writer.write(frame)
+    writer.release()
+    return path
+
+
+def start_cli(*args: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    return subprocess.Popen([sys.executable, "-m", "edge.run", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_frames(events: Path, count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if events.exists() and events.read_text().count("\n") >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the run produced no frames in time")
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_stops_in_order_and_output_stays_playable(tmp_path, long_video, sig, code, clean_system):
+    out, events = tmp_path / "out.mp4", tmp_path / "faces.jsonl"
+    process = start_cli("--source", str(long_video), "--headless", "--output", str(out), "--events", str(events))
+    wait_for_frames(events, 20)
+    children = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == code, stderr
+    assert "Traceback" not in stderr
+    written = frame_count(out)
+    lines = read_jsonl(events)  # every line complete JSON
+    assert 20 <= written == len(lines) < 15 * 72
+    psutil.wait_procs(children, timeout=5)
+    assert not any(child.is_running() for child in children)
+
+
+def test_a_dying_worker_ends_the_run_with_an_error(tmp_path, long_video, clean_system):
+    out, events = tmp_path / "out.mp4", tmp_path / "faces.jsonl"
+    process = start_cli("--source", str(long_video), "--headless", "--output", str(out), "--events", str(events))
+    wait_for_frames(events, 10)
+    workers = [c for c in psutil.Process(process.pid).children(recursive=True)
+               if "spawn_main" in " ".join(c.cmdline())]
+    assert len(workers) == 2  # the detector and the classifier
+    workers[0].kill()
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 3, stderr
+    assert "process died" in stderr and "Traceback" not in stderr
+    assert frame_count(out) == len(read_jsonl(events)) > 0
+
+
+def test_runtime_never_imports_tensorflow(tmp_path):
+    code = (
+        "import sys, edge.run\n"
+        f"rc = edge.run.main(['--source', {str(DATA / 'single_face.jpg')!r}, '--headless'])\n"
+        "from edge.classify import Classifier\n"
+        "Classifier()\n"
+        "print(rc, any(m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras') for m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["0", "False"], result.stderr
