@@ -7,8 +7,8 @@ import logging
 import multiprocessing as mp
 import os
 import queue
+import secrets
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +32,7 @@ JOIN_TIMEOUT_S = 3.0
 LIVE_MAX_IN_FLIGHT = 2  # frames being processed at once from a live source
 STILL_IMAGE_CAPACITY = 4096 * 4096 * 3  # bytes per slot for image folders (sparse until written)
 MAX_RECORDED_FRAMES = 100_000  # latency records kept for the summary
+SHM_PREFIX = "fer_edge_"
 
 
 class PipelineError(RuntimeError):
@@ -49,6 +50,8 @@ class FrameRing:
         self.slots = slots
         self.capacity = capacity  # bytes per slot
         create = name is None
+        if create:  # the owner's pid in the name: a leak can be traced to its run
+            name = f"{SHM_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
         # Workers are spawned children sharing the owner's resource tracker, so attaching
         # needs no tracking fix-up; only the owner unlinks.
         self.shm = shared_memory.SharedMemory(name=name, create=create, size=slots * capacity)

@@ -18,13 +18,23 @@ def data() -> Path:
     return DATA
 
 
-def run_cli(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m edge.run ...` headless in a child process, as a user would."""
-    environment = {**os.environ, **(env or {})}
-    environment.pop("DISPLAY", None)
-    environment.pop("WAYLAND_DISPLAY", None)
-    return subprocess.run([sys.executable, "-m", "edge.run", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, env=environment)
+def shm_segments(pid: int) -> list[str]:
+    """Shared-memory segments the run with this pid created and did not free."""
+    shm = Path("/dev/shm")
+    return [p.name for p in shm.glob(f"fer_edge_{pid}_*")] if shm.is_dir() else []
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `python -m edge.run ...` headless in a child process, as a user would; check it cleaned up."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    process = subprocess.Popen([sys.executable, "-m", "edge.run", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=environment)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    finally:
+        process.kill()
+    assert shm_segments(process.pid) == [], "shared memory left behind"
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 @pytest.fixture(scope="session")

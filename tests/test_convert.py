@@ -1,0 +1,317 @@
+"""convert/: every quantization mode loads in the runtime, metadata round-trips, the shipped model agrees with its float original, bad inputs fail in one line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from convert import ConvertError
+from convert.faces import collect_faces, held_out_by_position, held_out_interleaved
+from edge.classify import DEFAULT_MODEL, Classifier, make_interpreter, tensor_quant
+from edge.detect import crop_faces
+from edge.model import FER2013_LABELS, ModelInfo, load_model_info, metadata_path
+from tests.conftest import DATA, ROOT
+
+GOLDEN = DEFAULT_MODEL.parent / "fer2013_mini_xception.golden.json"
+TINY_SIZE = 32  # pixels, input side of the test model
+MIN_AGREEMENT = 0.98  # int8 vs float top-1, the shipped model's target
+MAX_MODEL_BYTES = 150 * 1024
+
+
+def run_convert(*args: str, module: str = "convert", timeout: float = 180) -> subprocess.CompletedProcess:
+    """`python -m convert ...` in a child process, as a user would run it."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    assert fragment in errors[0], errors[0]
+
+
+# ---------------------------------------------------------------- the shipped default model
+
+@pytest.fixture(scope="module")
+def golden() -> dict:
+    return json.loads(GOLDEN.read_text())
+
+
+def golden_crops(golden: dict) -> np.ndarray:
+    """Cut every golden face from its frame with the runtime's crop_faces and the stored box."""
+    frames: dict[tuple[str, int], np.ndarray] = {}
+    wanted = {(f["source"], f["index"]) for f in golden["faces"]}
+    for source in sorted({s for s, _ in wanted}):
+        path = ROOT / source
+        if path.suffix == ".mp4":
+            capture, index = cv2.VideoCapture(str(path)), 0
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                if (source, index) in wanted:
+                    frames[source, index] = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+                index += 1
+        else:
+            frames[source, 0] = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2GRAY)
+    size, margin = tuple(golden["input_size"]), golden["face_margin"]
+    return np.concatenate([crop_faces(frames[f["source"], f["index"]], np.array([f["box"]]), size, margin)
+                           for f in golden["faces"]])
+
+
+def test_default_model_agrees_with_its_float_original_on_real_faces(golden):
+    classifier = Classifier(DEFAULT_MODEL, num_threads=1)
+    assert classifier.info.face_margin == golden["face_margin"]
+    assert list(classifier.labels) == golden["labels"]
+    probs = classifier.classify(golden_crops(golden))
+    reference = np.array([f["probs"] for f in golden["faces"]])
+    held_out = np.array([f["held_out"] for f in golden["faces"]])
+    agree = probs.argmax(1) == reference.argmax(1)
+    assert held_out.sum() >= 30 and (~held_out).sum() >= 30
+    assert agree[held_out].mean() >= MIN_AGREEMENT
+    assert agree.mean() >= MIN_AGREEMENT
+    assert np.abs(probs - reference).mean() < 0.01
+    assert np.allclose(probs.sum(1), 1.0, atol=0.02)
+
+
+def test_default_model_describes_itself():
+    info = load_model_info(DEFAULT_MODEL)
+    assert info.labels == FER2013_LABELS
+    assert (info.input_height, info.input_width, info.mean, info.std) == (64, 64, 0.5, 0.5)
+    interpreter = make_interpreter(DEFAULT_MODEL)
+    assert info.input_quant == tensor_quant(interpreter.get_input_details()[0])
+    assert info.output_quant == tensor_quant(interpreter.get_output_details()[0])
+    assert info.input_quant.dtype == "int8" and info.output_quant.dtype == "int8"
+    assert DEFAULT_MODEL.stat().st_size <= MAX_MODEL_BYTES
+    report = json.loads(DEFAULT_MODEL.with_name(DEFAULT_MODEL.stem + ".report.json").read_text())
+    assert report["validation"]["held_out"] and report["validation"]["converted"]["top1_agreement"] >= MIN_AGREEMENT
+    assert (DEFAULT_MODEL.parent / "LICENSE-fer.txt").read_text().startswith("MIT License")
+
+
+# ---------------------------------------------------------------- a tiny Keras model, every mode
+
+@pytest.fixture(scope="module")
+def tf():
+    from convert.tflite import import_tensorflow
+
+    try:
+        return import_tensorflow()
+    except ConvertError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def tiny_info() -> ModelInfo:
+    return ModelInfo(FER2013_LABELS, TINY_SIZE, TINY_SIZE, mean=0.5, std=0.5, face_margin=0.1)
+
+
+@pytest.fixture(scope="module")
+def tiny_keras(tf, tmp_path_factory) -> Path:
+    """A small CNN trained for a few seconds on synthetic images (class = brightness band)."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, 700)
+    images = rng.normal(labels[:, None, None, None] / 7.0 - 0.5, 0.2, (700, TINY_SIZE, TINY_SIZE, 1)).astype(np.float32)
+    tf.keras.utils.set_random_seed(0)
+    model = tf.keras.Sequential([
+        tf.keras.Input((TINY_SIZE, TINY_SIZE, 1)),
+        tf.keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+        tf.keras.layers.BatchNormalization(),
+        tf.keras.layers.SeparableConv2D(16, 3, strides=2, activation="relu"),
+        tf.keras.layers.GlobalAveragePooling2D(),
+        tf.keras.layers.Dense(7, activation="softmax"),
+    ])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(images, labels, epochs=3, batch_size=64, verbose=0)
+    folder = tmp_path_factory.mktemp("tiny")
+    model.save(folder / "tiny.keras")
+    model.save(folder / "tiny.h5")
+    return folder / "tiny.keras"
+
+
+@pytest.fixture(scope="module")
+def faces(tiny_info):
+    """Real face crops: photos calibrate, the video's second half is held out."""
+    return collect_faces(tiny_info, [DATA / "single_face.jpg", DATA / "multi_face.jpg", DATA / "single_face.mp4"],
+                         holdout=0.5, augment=True)
+
+
+@pytest.mark.parametrize("quant, dtype", [("int8", "int8"), ("float16", "float32"),
+                                          ("dynamic", "float32"), ("none", "float32")])
+def test_every_mode_loads_in_the_runtime(tf, tiny_keras, tiny_info, faces, tmp_path, quant, dtype):
+    from convert.build import write_model
+    from convert.tflite import convert_model, keras_probabilities, load_keras_model
+
+    model = load_keras_model(tiny_keras)
+    out = tmp_path / f"tiny_{quant}.tflite"
+    write_model(convert_model(model, quant, faces.calibration.crops, tiny_info), out, tiny_info)
+    classifier = Classifier(out, num_threads=1)
+    assert classifier.info.input_quant.dtype == dtype
+    probs = classifier.classify(faces.validation.crops)
+    assert probs.shape == (len(faces.validation), 7)
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=0.03)
+    reference = keras_probabilities(model, faces.validation.crops, tiny_info)
+    assert np.abs(probs - reference).mean() < (0.05 if quant == "int8" else 0.01)
+
+
+def test_h5_and_keras_files_convert_alike(tf, tiny_keras, tiny_info, faces):
+    from convert.tflite import keras_probabilities, load_keras_model
+
+    a = keras_probabilities(load_keras_model(tiny_keras), faces.validation.crops, tiny_info)
+    b = keras_probabilities(load_keras_model(tiny_keras.with_suffix(".h5")), faces.validation.crops, tiny_info)
+    assert np.allclose(a, b, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def cli_run(tiny_keras, tmp_path_factory):
+    """One full `python -m convert` run; the training sidecar beside the Keras model gives the labels."""
+    labels = ("a", "b", "c", "d", "e", "f", "g")
+    trained = ModelInfo(labels, TINY_SIZE, TINY_SIZE, mean=0.5, std=0.5, face_margin=0.1,
+                        provenance={"dataset": "synthetic"})
+    metadata_path(tiny_keras).write_text(json.dumps(trained.to_json()))
+    out = tmp_path_factory.mktemp("cli") / "tiny_int8.tflite"
+    result = run_convert("--keras", str(tiny_keras), "--out", str(out), "--face-margin", "0.08",
+                         "--calib", "tests/data/single_face.jpg", "tests/data/multi_face.jpg",
+                         "tests/data/single_face.mp4", "--augment", "--latency-runs", "20",
+                         "--min-agreement", "0.5")
+    return result, out, trained
+
+
+def test_cli_writes_model_metadata_and_report(cli_run):
+    result, out, trained = cli_run
+    assert result.returncode == 0, result.stderr
+    assert "top-1 agreement" in result.stdout and "held-out" in result.stdout
+    info = load_model_info(out)
+    assert info.labels == trained.labels and (info.mean, info.std) == (0.5, 0.5)
+    assert info.face_margin == 0.08  # the command line wins over the training sidecar
+    assert info.provenance["training"] == {"dataset": "synthetic"}
+    assert info.provenance["quantization"] == "int8" and info.provenance["per_channel"] is True
+    interpreter = make_interpreter(out)
+    assert info.input_quant == tensor_quant(interpreter.get_input_details()[0])
+    assert info.output_quant == tensor_quant(interpreter.get_output_details()[0])
+    assert info.input_quant.dtype == "int8"
+    report = json.loads(out.with_name("tiny_int8.report.json").read_text())
+    validation = report["validation"]
+    assert validation["held_out"] and validation["faces"] >= 30
+    assert [s["source"] for s in validation["sources"]] == ["tests/data/single_face.mp4"]
+    assert validation["sources"][0]["first"] >= 36  # only the second half of the clip
+    assert all(s["source"] != "tests/data/single_face.mp4" or s["last"] <= 35
+               for s in report["calibration"]["sources"])
+    assert 0.0 <= validation["converted"]["top1_agreement"] <= 1.0
+    assert report["size_bytes"]["converted"] == out.stat().st_size
+    assert report["latency_ms"]["converted"]["median"] > 0
+
+
+def test_metadata_round_trips(cli_run):
+    _, out, _ = cli_run
+    info = load_model_info(out)
+    assert ModelInfo.from_json(json.loads(json.dumps(info.to_json()))) == info
+    changed = dataclasses.replace(info, input_quant=dataclasses.replace(info.input_quant, scale=1.0))
+    assert changed != info
+
+
+# ---------------------------------------------------------------- faces and splits
+
+def test_held_out_rules():
+    assert held_out_by_position(1, 0.5).tolist() == [False]
+    assert held_out_by_position(6, 0.5).tolist() == [False] * 3 + [True] * 3
+    assert held_out_interleaved(6, 0.5).tolist() == [False, True] * 3
+    assert held_out_interleaved(5, 0.0).tolist() == [False] * 5
+
+
+def test_fer2013_csv_and_crop_folder(tiny_info, faces, tmp_path):
+    crops = faces.calibration.crops[:10]
+    rows = ["emotion,pixels,Usage"] + [
+        f"3,{' '.join(map(str, cv2.resize(c, (48, 48)).ravel()))},{'Training' if i < 6 else 'PublicTest'}"
+        for i, c in enumerate(crops)]
+    (tmp_path / "fer2013.csv").write_text("\n".join(rows) + "\n")
+    split = collect_faces(tiny_info, [tmp_path / "fer2013.csv"])
+    assert (len(split.calibration), len(split.validation)) == (6, 4)
+    assert split.calibration.crops.shape[1:] == (TINY_SIZE, TINY_SIZE)
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for i, crop in enumerate(crops):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), crop)
+    split = collect_faces(tiny_info, [folder], crops=True)
+    assert (len(split.calibration), len(split.validation)) == (5, 5)
+    assert np.array_equal(split.calibration.crops[0], crops[0])
+
+
+def test_bad_csv_is_a_clear_error(tiny_info, tmp_path):
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ConvertError, match="not a FER2013 CSV"):
+        collect_faces(tiny_info, [tmp_path / "x.csv"])
+
+
+# ---------------------------------------------------------------- user mistakes: one line, no traceback
+
+@pytest.fixture(scope="module")
+def flat_input_model(tf, tmp_path_factory) -> Path:
+    model = tf.keras.Sequential([tf.keras.Input((64,)), tf.keras.layers.Dense(7, activation="softmax")])
+    path = tmp_path_factory.mktemp("flat") / "flat.keras"
+    model.save(path)
+    return path
+
+
+def test_missing_model_file(tmp_path):
+    result = run_convert("--keras", str(tmp_path / "nope.keras"), "--out", str(tmp_path / "x.tflite"),
+                         "--calib", "tests/data/single_face.jpg")
+    assert_one_line_error(result, "Keras model not found")
+
+
+@pytest.mark.parametrize("name", ["model.keras", "model.h5"])
+def test_not_a_keras_model(tmp_path, name):
+    (tmp_path / name).write_text("this is not a model\n")
+    result = run_convert("--keras", str(tmp_path / name), "--out", str(tmp_path / "x.tflite"),
+                         "--calib", "tests/data/single_face.jpg")
+    assert_one_line_error(result, "not a Keras model")
+
+
+def test_wrong_input_rank(flat_input_model, tmp_path):
+    result = run_convert("--keras", str(flat_input_model), "--out", str(tmp_path / "x.tflite"),
+                         "--calib", "tests/data/single_face.jpg")
+    assert_one_line_error(result, "model input must be (batch, height, width, 1)")
+
+
+def test_no_faces_to_calibrate_on(tiny_keras, tmp_path):
+    result = run_convert("--keras", str(tiny_keras), "--out", str(tmp_path / "x.tflite"),
+                         "--calib", "tests/data/no_face.mp4")
+    assert_one_line_error(result, "only 0 calibration faces")
+    assert not (tmp_path / "x.tflite").exists()
+
+
+def test_int8_without_calibration(tiny_keras, tmp_path):
+    result = run_convert("--keras", str(tiny_keras), "--out", str(tmp_path / "x.tflite"))
+    assert_one_line_error(result, "int8 quantization needs real face images")
+
+
+def test_missing_tensorflow_names_the_install_command(tiny_keras, tmp_path):
+    code = ("import sys; sys.modules['tensorflow'] = None; from convert.__main__ import main; "
+            f"sys.exit(main(['--keras', {str(tiny_keras)!r}, '--out', {str(tmp_path / 'x.tflite')!r}, "
+            "'--calib', 'tests/data/single_face.jpg']))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert_one_line_error(result, "pip install '.[convert]'")
+
+
+def test_below_min_agreement_exits_1(monkeypatch, capsys):
+    import convert.__main__ as cli
+    from convert.build import Result
+
+    report = json.loads(DEFAULT_MODEL.with_name(DEFAULT_MODEL.stem + ".report.json").read_text())
+    report["validation"]["converted"]["top1_agreement"] = 0.5
+    monkeypatch.setattr(cli, "build", lambda request: Result(report, None, None, None, None))
+    args = ["--keras", str(DEFAULT_MODEL), "--out", "x.tflite", "--min-agreement", "0.9"]
+    assert cli.main(args) == cli.EXIT_BELOW_AGREEMENT
+    report["validation"]["converted"]["top1_agreement"] = 0.95
+    assert cli.main(args) == 0
+    assert "top-1 agreement" in capsys.readouterr().out
