@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +44,34 @@ def load_interpreter_class() -> tuple[type, str]:
         ) from None
 
 
+@contextlib.contextmanager
+def native_stderr_to_log() -> Any:
+    """Route what native code writes to stderr (LiteRT's 'Created XNNPACK delegate' line) to the log."""
+    try:
+        stderr_fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured): nothing to route
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(stderr_fd)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), stderr_fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, stderr_fd)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines():
+                log.debug("interpreter: %s", line)
+
+
 def make_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
     interpreter_class, backend = load_interpreter_class()
     try:
-        interpreter = interpreter_class(model_path=str(model_path), num_threads=num_threads)
-        interpreter.allocate_tensors()
+        with native_stderr_to_log():
+            interpreter = interpreter_class(model_path=str(model_path), num_threads=num_threads)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"model {model_path} is not a loadable TFLite model ({first_line})") from None
