@@ -92,6 +92,11 @@ def check_request(request: Request) -> None:
         raise ConvertError(f"--out must name a .tflite file, got {request.out}")
     if not request.out.parent.is_dir():
         raise ConvertError(f"output folder not found: {request.out.parent}")
+    if metadata_path(request.out).resolve() == metadata_path(request.keras).resolve():
+        raise ConvertError(
+            f"--out {request.out} would overwrite the Keras model's metadata {metadata_path(request.keras)}: "
+            f"name the output differently, e.g. {request.out.with_name(request.out.stem + '_int8.tflite')}"
+        )
     if request.quant == "int8" and not request.calib:
         raise ConvertError("int8 quantization needs real face images to calibrate on: give --calib PATH...")
     for path in (*request.calib, *request.val):

@@ -20,6 +20,8 @@ from edge.detect import crop_faces
 from edge.model import FER2013_LABELS, ModelInfo, load_model_info, metadata_path
 from tests.conftest import DATA, ROOT
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras 3 internals on NumPy 2
+
 GOLDEN = DEFAULT_MODEL.parent / "fer2013_mini_xception.golden.json"
 TINY_SIZE = 32  # pixels, input side of the test model
 MIN_AGREEMENT = 0.98  # int8 vs float top-1, the shipped model's target
@@ -81,7 +83,7 @@ def test_default_model_agrees_with_its_float_original_on_real_faces(golden):
     assert held_out.sum() >= 30 and (~held_out).sum() >= 30
     assert agree[held_out].mean() >= MIN_AGREEMENT
     assert agree.mean() >= MIN_AGREEMENT
-    assert np.abs(probs - reference).mean() < 0.01
+    assert np.abs(probs - reference).mean() < 0.006
     assert np.allclose(probs.sum(1), 1.0, atol=0.02)
 
 
@@ -293,6 +295,12 @@ def test_no_faces_to_calibrate_on(tiny_keras, tmp_path):
 def test_int8_without_calibration(tiny_keras, tmp_path):
     result = run_convert("--keras", str(tiny_keras), "--out", str(tmp_path / "x.tflite"))
     assert_one_line_error(result, "int8 quantization needs real face images")
+
+
+def test_output_would_overwrite_the_training_metadata(tiny_keras):
+    result = run_convert("--keras", str(tiny_keras), "--out", str(tiny_keras.with_suffix(".tflite")),
+                         "--calib", "tests/data/single_face.jpg")
+    assert_one_line_error(result, "would overwrite the Keras model's metadata")
 
 
 def test_missing_tensorflow_names_the_install_command(tiny_keras, tmp_path):
