@@ -1,0 +1,143 @@
+"""The CNN architectures by name: the seeds' three CNNs and a mini-Xception, for grayscale faces.
+
+Keras is imported inside the builders so that argument checking does not pay TensorFlow's import.
+
+Reconstruction notes (where the seed texts left a choice open):
+- ``cnn1m`` (seed 002, 5 classes, 1,004,805 parameters at 48x48): layer order, sizes and counts are
+  the seed's printed summary. Its dropout rates and activation are not printed; we use ReLU, 0.25
+  after the second conv and 0.5 after the first dense layer.
+- ``vgg_bn`` (seed 003, "VGG-like, 1.2M trainable, batch norm"): five blocks of two 3x3 convs
+  (32, 64, 64, 128, 128 filters, ReLU then batch norm) with 2x2 max pooling, two dense 512 layers
+  with dropout 0.6, at 64x64 input; 1,186,536 trainable parameters with 8 classes. The seed's output
+  bias of -2 served its sigmoid focal loss and is left out for the softmax output here.
+- ``cnn4block`` (seed 004): 64 3x3, 128 5x5, 512 3x3, 512 3x3 conv blocks (batch norm, ReLU, 2x2 max
+  pool, dropout 0.25), dense 256 and 512 (batch norm, ReLU, dropout 0.25). The padding is not stated;
+  we use "same", which gives the 4,478,727 parameters of the well-known Keras version at 48x48.
+- ``mini_xception``: the mini-Xception of Arriaga et al. used by the ``fer`` package (8-filter stem,
+  four depthwise-separable residual modules of 16/32/64/128 filters, global average pooling), 64x64
+  input; 58,423 parameters with 7 classes at any input size. L2 0.01 sits on the two stem convs only:
+  the original also passed it to its separable convs as ``kernel_regularizer``, which Keras 2 ignored
+  there (they have depthwise/pointwise kernels), so the model it trained had none on them either.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """An architecture's default input side (pixels) and where it comes from."""
+
+    side: int
+    origin: str
+
+
+ARCHITECTURES = {
+    "mini_xception": ArchSpec(64, "mini-Xception (Arriaga et al. 2017), as in the fer package"),
+    "cnn1m": ArchSpec(48, "seed 002: 4-conv CNN, ~1.0M parameters, trained there on 5 classes"),
+    "vgg_bn": ArchSpec(64, "seed 003: VGG-like CNN with batch norm, ~1.2M parameters"),
+    "cnn4block": ArchSpec(48, "seed 004: 4-block 64-128-512-512 CNN, ~4.5M parameters"),
+}
+INPUT_SIDES = (48, 64)  # pixels
+# Batch-norm moving-average momentum. Keras' 0.99 needs ~500 steps before the inference statistics
+# forget their initial variance of 1, far above the variance of x/255 inputs: models evaluated early, or
+# trained on small sets, predict one class. 0.9 (PyTorch's default) settles in ~50 steps; on FER2013
+# (~450 steps an epoch) the two agree after the first epoch. Parameter counts are unaffected.
+BN_MOMENTUM = 0.9
+
+
+def build_model(arch: str, num_classes: int, side: int | None = None) -> Any:
+    """A fresh, uncompiled Keras model taking (side, side, 1) normalised grayscale and returning softmax."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+    side = side or ARCHITECTURES[arch].side
+    builders = {"mini_xception": mini_xception, "cnn1m": cnn1m, "vgg_bn": vgg_bn, "cnn4block": cnn4block}
+    model = builders[arch]((side, side, 1), num_classes)
+    log.info("built %s for %dx%d input, %d classes: %d parameters", arch, side, side, num_classes,
+             model.count_params())
+    return model
+
+
+def cnn1m(input_shape: tuple[int, int, int], num_classes: int) -> Any:
+    from keras import Input, Sequential, layers
+
+    return Sequential([
+        Input(input_shape),
+        layers.Conv2D(64, 3), layers.Activation("relu"), layers.BatchNormalization(momentum=BN_MOMENTUM), layers.MaxPooling2D(),
+        layers.Conv2D(128, 3), layers.Dropout(0.25), layers.Activation("relu"), layers.BatchNormalization(momentum=BN_MOMENTUM),
+        layers.MaxPooling2D(),
+        layers.Conv2D(256, 3), layers.Activation("relu"), layers.BatchNormalization(momentum=BN_MOMENTUM), layers.MaxPooling2D(),
+        layers.Conv2D(256, 3), layers.Activation("relu"), layers.BatchNormalization(momentum=BN_MOMENTUM), layers.MaxPooling2D(),
+        layers.Flatten(),
+        layers.Dense(128), layers.Activation("relu"), layers.BatchNormalization(momentum=BN_MOMENTUM), layers.Dropout(0.5),
+        layers.Dense(64), layers.Activation("relu"), layers.BatchNormalization(momentum=BN_MOMENTUM),
+        layers.Dense(num_classes), layers.Activation("softmax"),
+    ], name="cnn1m")
+
+
+def vgg_bn(input_shape: tuple[int, int, int], num_classes: int) -> Any:
+    from keras import Input, Sequential, layers
+
+    model = Sequential([Input(input_shape)], name="vgg_bn")
+    for filters in (32, 64, 64, 128, 128):
+        for _ in range(2):
+            model.add(layers.Conv2D(filters, 3, padding="same", activation="relu"))
+            model.add(layers.BatchNormalization(momentum=BN_MOMENTUM))
+        model.add(layers.MaxPooling2D())
+    model.add(layers.Flatten())
+    for _ in range(2):
+        model.add(layers.Dense(512, activation="relu"))
+        model.add(layers.Dropout(0.6))
+    model.add(layers.Dense(num_classes, activation="softmax"))
+    return model
+
+
+def cnn4block(input_shape: tuple[int, int, int], num_classes: int) -> Any:
+    from keras import Input, Sequential, layers
+
+    model = Sequential([Input(input_shape)], name="cnn4block")
+    for filters, kernel in ((64, 3), (128, 5), (512, 3), (512, 3)):
+        model.add(layers.Conv2D(filters, kernel, padding="same"))
+        model.add(layers.BatchNormalization(momentum=BN_MOMENTUM))
+        model.add(layers.Activation("relu"))
+        model.add(layers.MaxPooling2D())
+        model.add(layers.Dropout(0.25))
+    model.add(layers.Flatten())
+    for units in (256, 512):
+        model.add(layers.Dense(units))
+        model.add(layers.BatchNormalization(momentum=BN_MOMENTUM))
+        model.add(layers.Activation("relu"))
+        model.add(layers.Dropout(0.25))
+    model.add(layers.Dense(num_classes, activation="softmax"))
+    return model
+
+
+def mini_xception(input_shape: tuple[int, int, int], num_classes: int, l2: float = 0.01) -> Any:
+    from keras import Input, Model, layers, regularizers
+
+    reg = regularizers.l2(l2)
+    inputs = Input(input_shape)
+    x = inputs
+    for _ in range(2):
+        x = layers.Conv2D(8, 3, use_bias=False, kernel_regularizer=reg)(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
+        x = layers.Activation("relu")(x)
+    for filters in (16, 32, 64, 128):
+        residual = layers.Conv2D(filters, 1, strides=2, padding="same", use_bias=False)(x)
+        residual = layers.BatchNormalization(momentum=BN_MOMENTUM)(residual)
+        x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
+        x = layers.Activation("relu")(x)
+        x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+        x = layers.add([x, residual])
+    x = layers.Conv2D(num_classes, 3, padding="same")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Activation("softmax")(x)
+    return Model(inputs, outputs, name="mini_xception")
