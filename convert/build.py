@@ -32,7 +32,7 @@ from convert.tflite import (
 )
 from convert.validate import compare, latency_ms, write_report
 from edge.classify import Classifier, load_interpreter_class, make_interpreter, tensor_quant
-from edge.model import FER2013_LABELS, ModelError, ModelInfo, metadata_path, save_model_info
+from edge.model import FER2013_LABELS, ModelInfo, metadata_path, save_model_info
 
 log = logging.getLogger(__name__)
 

