@@ -1,0 +1,1 @@
+"""Benchmarks: throughput, latency, resource and recall measurements of the edge runtime."""

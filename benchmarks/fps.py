@@ -1,0 +1,288 @@
+"""Throughput, latency, resources and recall: the pipeline side by side with decode-only and sequential baselines.
+
+    python benchmarks/fps.py --source tests/data/single_face.mp4 --loop 10 --live --json out.json --plot out.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import logging
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # `python benchmarks/fps.py` from anywhere
+    sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.classifier import classifier_bench  # noqa: E402
+from benchmarks.floatmodel import cached_float_model  # noqa: E402
+from benchmarks.media import BenchVideo, bench_video, reference_faces  # noqa: E402
+from benchmarks.procmon import ProcessMonitor  # noqa: E402
+from benchmarks.report import text_report, variant_report  # noqa: E402
+from benchmarks.startup import measure_startup  # noqa: E402
+from benchmarks.stats import ratio, summarize  # noqa: E402
+from benchmarks.targets import evaluate  # noqa: E402
+from benchmarks.variants import FrameLog, decode_only, pipelined, sequential  # noqa: E402
+from edge.classify import DEFAULT_MODEL  # noqa: E402
+from edge.config import Config, load_config  # noqa: E402
+
+log = logging.getLogger("benchmarks.fps")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the benchmark measures; every figure it reports depends on these and nothing else."""
+
+    loop: int = 1  # copies of the clip played back to back
+    warmup_frames: int = 10  # left out of steady-state frames/s and latency percentiles
+    decode_repeats: int = 3  # decode-only passes; the median is reported
+    startup_repeats: int = 3  # fresh CLI processes timed to their first frame; the median is reported
+    sample_interval_s: float = 0.1  # CPU and memory sampling period
+    recall_scale_factor: float = 1.1  # full-resolution Haar reference
+    recall_min_size: int = 24  # pixels
+    classifier_threads: tuple[int, ...] = (1, 2, 4)
+    classifier_crops: int = 64  # real face crops timed, one per call
+    classifier_warmup: int = 20  # untimed calls per model and thread count
+    classifier_repeats: int = 5  # timed passes over the crops
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python benchmarks/fps.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--source", type=Path, required=True, help="video file to measure")
+    parser.add_argument("--loop", type=int, default=Settings.loop, help="play the clip N times back to back")
+    parser.add_argument("--model", type=Path, help="TFLite model (default: config, then the shipped model)")
+    parser.add_argument("--config", type=Path, help="TOML config, as for edge.run")
+    parser.add_argument("--live", action="store_true", help="also replay the file as a live camera at its frame rate")
+    parser.add_argument("--live-fps", type=float, help="camera rate for --live (default: the file's)")
+    parser.add_argument("--classifier", action="store_true", help="also time the classifier alone, float vs quantized")
+    parser.add_argument("--float-model", type=Path, help="float TFLite model for --classifier")
+    parser.add_argument("--keras-model", type=Path, help="Keras model to convert to the float TFLite (needs TensorFlow)")
+    parser.add_argument("--threads", type=int, nargs="+", default=list(Settings.classifier_threads),
+                        help="classifier thread counts for --classifier")
+    parser.add_argument("--warmup", type=int, default=Settings.warmup_frames, help="warm-up frames left out")
+    parser.add_argument("--startup-repeats", type=int, default=Settings.startup_repeats,
+                        help="fresh CLI runs timed to the first frame (0 = skip)")
+    parser.add_argument("--json", type=Path, help="write every figure as JSON")
+    parser.add_argument("--plot", type=Path, help="write latency histogram and timelines as PNG")
+    parser.add_argument("--workdir", type=Path, help="keep the looped clip and the outputs here (default: temporary)")
+    parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    args = parser.parse_args(argv)
+    if not args.source.is_file():
+        parser.error(f"source not found: {args.source}")
+    if args.loop < 1:
+        parser.error(f"--loop must be >= 1, got {args.loop}")
+    if args.warmup < 0:
+        parser.error(f"--warmup must be >= 0, got {args.warmup}")
+    return args
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return dataclasses.replace(Settings(), loop=args.loop, warmup_frames=args.warmup,
+                               startup_repeats=args.startup_repeats, classifier_threads=tuple(args.threads))
+
+
+def progress(message: str) -> None:
+    print(f"[fps] {message}", file=sys.stderr, flush=True)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str:
+    """HEAD's short hash, with '+dirty' when the runtime's files differ from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "edge"], cwd=REPO_ROOT, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def versions() -> dict[str, str]:
+    import cv2
+    import numpy
+
+    found = {"python": platform.python_version(), "opencv": cv2.__version__, "numpy": numpy.__version__}
+    try:
+        from importlib.metadata import version
+
+        found["ai-edge-litert"] = version("ai-edge-litert")
+    except Exception:  # not installed: another interpreter backend is in use
+        found["ai-edge-litert"] = "absent"
+    return found
+
+
+def meta(argv: Sequence[str] | None) -> dict[str, Any]:
+    command = " ".join(["python", "benchmarks/fps.py", *(sys.argv[1:] if argv is None else argv)])
+    return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "command": command,
+            "cores": os.cpu_count(), "cpu_model": cpu_model(), "platform": platform.platform(),
+            "commit": git_commit(), "versions": versions()}
+
+
+def resolve_model(args: argparse.Namespace, config: Config) -> Path:
+    model = Path(args.model or config.classifier.model or DEFAULT_MODEL)
+    if not model.is_file():
+        raise SystemExit(f"error: model not found: {model} (pass --model PATH)")
+    return model
+
+
+def measure_startup_runs(video: BenchVideo, model: Path, args: argparse.Namespace, workdir: Path,
+                         repeats: int) -> dict[str, Any] | None:
+    """Fresh `python -m edge.run` processes, each timed from launch to its first rendered frame."""
+    if repeats <= 0:
+        return None
+    cli = ["--source", str(video.path), "--headless", "--output", str(workdir / "startup.mp4"),
+           "--events", str(workdir / "startup.jsonl"), "--model", str(model)]
+    if args.config:
+        cli += ["--config", str(args.config)]
+    runs = [measure_startup(cli) for _ in range(repeats)]
+    return {"command": "python -m edge.run " + " ".join(cli), "runs_s": runs, "median_s": statistics.median(runs),
+            "max_s": max(runs)}
+
+
+def monitored_pipeline(video: BenchVideo, config: Config, model: Path, workdir: Path, name: str,
+                       interval_s: float, paced_fps: float | None = None) -> tuple[FrameLog, dict]:
+    monitor = ProcessMonitor(interval_s=interval_s)
+    with monitor:
+        frame_log = pipelined(video.path, config, model, workdir, name, monitor, paced_fps)
+    return frame_log, monitor.report()
+
+
+def monitored_sequential(video: BenchVideo, config: Config, model: Path, workdir: Path, name: str,
+                         detector: str, interval_s: float) -> tuple[FrameLog, dict]:
+    monitor = ProcessMonitor(interval_s=interval_s)
+    with monitor:
+        frame_log = sequential(video.path, config, model, workdir, name, detector)
+    return frame_log, monitor.report()
+
+
+def decode_report(video: BenchVideo, config: Config, repeats: int, warmup: int) -> dict[str, Any]:
+    runs = [variant_report(decode_only(video.path, config), warmup) for _ in range(max(1, repeats))]
+    best = sorted(runs, key=lambda r: r["fps"])[len(runs) // 2]  # the median run
+    return {**best, "runs_fps": [r["fps"] for r in runs]}
+
+
+def live_report(frame_log: FrameLog, resources: dict, fps_target: float, warmup: int,
+                reference: list[bool]) -> dict[str, Any]:
+    report = variant_report(frame_log, warmup, reference)
+    skipped = report.get("source_skipped", 0)
+    offered = report["frames_read"] + skipped
+    report.update(fps_target=fps_target, resources=resources, drops=report["dropped"] + skipped,
+                  drop_rate=(report["dropped"] + skipped) / offered if offered else math.nan)
+    return report
+
+
+def classifier_report(args: argparse.Namespace, model: Path, video: BenchVideo, config: Config,
+                      settings: Settings) -> dict[str, Any]:
+    models: dict[str, Path] = {}
+    note = ""
+    if args.float_model:
+        models["float"] = args.float_model
+    elif args.keras_model:
+        progress(f"converting {args.keras_model} to a float TFLite model (TensorFlow, in a subprocess)")
+        models["float"] = cached_float_model(args.keras_model, model)
+    else:
+        note = "no float model: pass --float-model PATH or --keras-model PATH"
+    models["quantized"] = model
+    bench = classifier_bench(models, video.original, config, settings.classifier_threads, settings.classifier_crops,
+                             settings.classifier_warmup, settings.classifier_repeats)
+    return {**bench, "note": note} if note else bench
+
+
+def run(args: argparse.Namespace, settings: Settings, workdir: Path, argv: Sequence[str] | None) -> dict[str, Any]:
+    config = load_config(args.config)
+    model = resolve_model(args, config)
+    video = bench_video(args.source, settings.loop, workdir)
+    warmup, interval = settings.warmup_frames, settings.sample_interval_s
+    results: dict[str, Any] = {"meta": meta(argv), "settings": dataclasses.asdict(settings), "model": str(model),
+                               "video": {**dataclasses.asdict(video), "path": str(video.path),
+                                         "original": str(video.original), "frames": video.frames}}
+    # Fresh-process runs first: they also warm the disk cache for everything after them.
+    progress(f"start-up: {settings.startup_repeats} fresh CLI runs")
+    results["startup"] = measure_startup_runs(video, model, args, workdir, settings.startup_repeats)
+    # The pipeline runs before anything loads the classifier into this process, so the main
+    # process's memory is what a real run's main process holds.
+    progress(f"pipeline: {video.frames} frames")
+    logs: dict[str, FrameLog] = {}
+    logs["pipeline"], pipeline_resources = monitored_pipeline(video, config, model, workdir, "pipeline", interval)
+    live_fps = args.live_fps or video.fps
+    if args.live:
+        progress(f"live: {video.frames} frames paced at {live_fps:.1f} fps ({video.frames / live_fps:.0f} s)")
+        logs["live"], live_resources = monitored_pipeline(video, config, model, workdir, "live", interval, live_fps)
+    progress("decode only")
+    decode = decode_report(video, config, settings.decode_repeats, warmup)
+    progress("sequential baselines")
+    logs["seeds"], seeds_resources = monitored_sequential(video, config, model, workdir, "seeds", "seeds", interval)
+    logs["sequential"], seq_resources = monitored_sequential(video, config, model, workdir, "sequential", "pipeline",
+                                                             interval)
+    progress("full-resolution Haar reference for recall")
+    reference = reference_faces(video, config.detector, settings.recall_scale_factor, settings.recall_min_size)
+    variants = {"decode": decode}
+    for name, resources in (("seeds", seeds_resources), ("sequential", seq_resources),
+                            ("pipeline", pipeline_resources)):
+        variants[name] = {**variant_report(logs[name], warmup, reference), "resources": resources}
+    results["variants"] = variants
+    pipeline_fps = variants["pipeline"]["fps"]
+    results["ratios"] = {"pipeline_over_seeds": ratio(pipeline_fps, variants["seeds"]["fps"]),
+                         "pipeline_over_sequential": ratio(pipeline_fps, variants["sequential"]["fps"]),
+                         "pipeline_over_decode": ratio(pipeline_fps, decode["fps"])}
+    if args.live:
+        results["live"] = live_report(logs["live"], live_resources, live_fps, warmup, reference)
+    if args.classifier:
+        progress("classifier micro-benchmark")
+        results["classifier"] = classifier_report(args, model, video, config, settings)
+    results["targets"] = evaluate(results)
+    if args.plot:
+        from benchmarks.plot import save_plot
+
+        save_plot(logs, args.plot, warmup)
+    return results
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinity become null, so the file is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    settings = settings_from(args)
+    with tempfile.TemporaryDirectory(prefix="fer-bench-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        results = run(args, settings, workdir, argv)
+    print(text_report(results))
+    if args.json:
+        args.json.write_text(json.dumps(json_safe(results), indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Process monitor: CPU% and memory (PSS where the OS has it, else RSS) of a process tree, sampled on a thread."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+from benchmarks.stats import summarize
+
+log = logging.getLogger(__name__)
+
+MB = 1024 * 1024  # bytes
+
+
+@dataclass
+class ProcessTrace:
+    """What was seen of one process: CPU% and memory samples, and CPU time at first and last sight."""
+
+    pid: int
+    name: str
+    cpu_pct: list[float] = field(default_factory=list)  # % of one core, per sample interval
+    mem_bytes: list[int] = field(default_factory=list)
+    first_seen: float = 0.0  # perf_counter
+    last_seen: float = 0.0
+    first_cpu_s: float = 0.0  # user + system CPU seconds
+    last_cpu_s: float = 0.0
+
+    def report(self) -> dict:
+        span = self.last_seen - self.first_seen
+        mem = summarize([m / MB for m in self.mem_bytes])
+        return {
+            "pid": self.pid,
+            "name": self.name,
+            "samples": len(self.mem_bytes),
+            "cpu_mean_pct": 100.0 * (self.last_cpu_s - self.first_cpu_s) / span if span > 0 else float("nan"),
+            "cpu_peak_pct": max(self.cpu_pct, default=float("nan")),
+            "mem_peak_mb": mem["max"],
+            "mem_median_mb": mem["p50"],
+        }
+
+
+def memory_bytes(process: psutil.Process) -> tuple[int, str]:
+    """Proportional set size where the OS reports it (Linux), else resident set size."""
+    try:
+        return int(process.memory_full_info().pss), "pss"
+    except (AttributeError, psutil.AccessDenied):
+        return int(process.memory_info().rss), "rss"
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def default_name(process: psutil.Process, root_pid: int) -> str:
+    if process.pid == root_pid:
+        return "main"
+    try:
+        cmdline = " ".join(process.cmdline())
+    except (psutil.Error, OSError):
+        cmdline = ""
+    if "resource_tracker" in cmdline:
+        return "resource_tracker"
+    return f"child {process.pid}"
+
+
+class ProcessMonitor:
+    """Samples a process and all its descendants every ``interval_s`` until stopped.
+
+    Children that start later are picked up at the next sample; ``names`` maps pids to
+    the names to report (e.g. the pipeline's worker names), filled in at any time.
+    """
+
+    def __init__(self, root_pid: int | None = None, interval_s: float = 0.1) -> None:
+        self.root_pid = root_pid or os.getpid()
+        self.interval_s = interval_s
+        self.names: dict[int, str] = {}
+        self.traces: dict[int, ProcessTrace] = {}
+        self.total_mem_bytes: list[int] = []  # all processes together, per sample
+        self.total_cpu_pct: list[float] = []
+        self.memory_kind = "pss"
+        self._handles: dict[int, psutil.Process] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="procmon", daemon=True)
+        self._last_sample: float | None = None
+        self.started = 0.0
+        self.stopped = 0.0
+
+    def __enter__(self) -> ProcessMonitor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.started = time.perf_counter()
+        self.sample()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        self.stopped = time.perf_counter()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def processes(self) -> list[psutil.Process]:
+        """The root and its descendants now, reusing handles so cpu_percent measures since the last sample."""
+        try:
+            root = self._handles.setdefault(self.root_pid, psutil.Process(self.root_pid))
+            found = [root] + root.children(recursive=True)
+        except psutil.Error:
+            return []
+        return [self._handles.setdefault(p.pid, p) for p in found]
+
+    def sample(self) -> None:
+        now = time.perf_counter()
+        total_mem, total_cpu = 0, 0.0
+        for process in self.processes():
+            try:
+                with process.oneshot():
+                    cpu_pct = process.cpu_percent(interval=None)
+                    cpu_s = cpu_seconds(process)
+                mem, kind = memory_bytes(process)
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                continue
+            self.memory_kind = kind
+            trace = self.traces.get(process.pid)
+            if trace is None:
+                # A process first seen after the first sample was born since the previous one:
+                # count all of its CPU time, from the previous sample on.
+                born_here = self._last_sample is not None
+                trace = ProcessTrace(process.pid, default_name(process, self.root_pid),
+                                     first_seen=self._last_sample if born_here else now,
+                                     first_cpu_s=0.0 if born_here else cpu_s)
+                self.traces[process.pid] = trace
+            else:  # the first cpu_percent of a handle is always 0: it has no interval yet
+                trace.cpu_pct.append(cpu_pct)
+            trace.mem_bytes.append(mem)
+            trace.last_seen, trace.last_cpu_s = now, cpu_s
+            total_mem += mem
+            total_cpu += cpu_pct
+        self.total_mem_bytes.append(total_mem)
+        self.total_cpu_pct.append(total_cpu)
+        self._last_sample = now
+
+    def report(self) -> dict:
+        """Per process and all together: mean and peak CPU% (of one core), peak and median memory in MB."""
+        processes = []
+        for trace in self.traces.values():
+            trace.name = self.names.get(trace.pid, trace.name)
+            processes.append(trace.report())
+        span = self.stopped - self.started
+        cpu_s = sum(t.last_cpu_s - t.first_cpu_s for t in self.traces.values())
+        return {
+            "interval_s": self.interval_s,
+            "samples": len(self.total_mem_bytes),
+            "memory_kind": self.memory_kind,
+            "cores": psutil.cpu_count(logical=True),
+            "processes": processes,
+            "total": {
+                "cpu_mean_pct": 100.0 * cpu_s / span if span > 0 else float("nan"),
+                "cpu_peak_pct": max(self.total_cpu_pct[1:], default=float("nan")),
+                "mem_peak_mb": max(self.total_mem_bytes, default=0) / MB,
+                "process_mem_peak_mb": max((p["mem_peak_mb"] for p in processes), default=float("nan")),
+            },
+        }

@@ -1,0 +1,159 @@
+"""The measured variants: decode only, the sequential seeds-style loop, and the multi-process pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+
+from benchmarks.paced import paced_sources
+from benchmarks.procmon import ProcessMonitor
+from edge.capture import VideoSource
+from edge.classify import Classifier
+from edge.config import Config, override
+from edge.detect import FaceDetector, crop_faces, load_cascade, xywh_to_xyxy
+from edge.pipeline import Pipeline
+from edge.results import Faces, FrameResult
+from edge.run import Presenter
+
+SEEDS_SCALE_FACTOR = 1.3  # the seeds' detectMultiScale(gray, 1.3, 5) on the full frame
+SEEDS_MIN_NEIGHBORS = 5
+
+Detect = Callable[[np.ndarray], np.ndarray]  # grayscale frame -> (n, 4) xyxy boxes
+
+
+@dataclass
+class FrameLog:
+    """What a variant did, frame by frame: source index, finish time, face found, stage latencies (ms)."""
+
+    started: float = field(default_factory=time.perf_counter)
+    finished: float = 0.0
+    indices: list[int] = field(default_factory=list)
+    done: list[float] = field(default_factory=list)  # perf_counter when the frame was fully rendered
+    has_face: list[bool] = field(default_factory=list)
+    latencies: list[dict[str, float]] = field(default_factory=list)
+    first_frame_s: float | None = None  # from the variant's start to its first rendered frame
+    extra: dict = field(default_factory=dict)
+
+    def add(self, index: int, done: float, has_face: bool, latencies: dict[str, float] | None = None) -> None:
+        if self.first_frame_s is None:
+            self.first_frame_s = done - self.started
+        self.indices.append(index)
+        self.done.append(done)
+        self.has_face.append(has_face)
+        if latencies is not None:
+            self.latencies.append(latencies)
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.finished - self.started
+
+
+def outputs(workdir: Path, name: str) -> argparse.Namespace:
+    """The CLI arguments of a headless run writing an annotated video and JSON Lines events."""
+    return argparse.Namespace(output=workdir / f"{name}.mp4", events=workdir / f"{name}.jsonl", headless=True)
+
+
+def decode_only(path: Path, config: Config) -> FrameLog:
+    """Read every frame through the capture stage's own source into one reused buffer: the ceiling."""
+    log = FrameLog()
+    source = VideoSource(str(path), config.capture, live=False)
+    buffer = np.empty(source.frame_shape, np.uint8)
+    index = 0
+    while source.read(buffer) is not None:
+        log.add(index, time.perf_counter(), False)
+        index += 1
+    source.close()
+    log.finished = time.perf_counter()
+    return log
+
+
+def seeds_detector(config: Config) -> Detect:
+    """The seeds' detector: one full-frame Haar scan per frame at scale 1.3, 5 neighbours."""
+    cascade = load_cascade(config.detector.cascade or None)
+    return lambda gray: xywh_to_xyxy(cascade.detectMultiScale(gray, SEEDS_SCALE_FACTOR, SEEDS_MIN_NEIGHBORS))
+
+
+def pipeline_detector(config: Config) -> Detect:
+    """The pipeline's own FaceDetector with the same settings, run in the loop."""
+    detector = FaceDetector(config.detector)
+    return lambda gray: detector.detect(gray)
+
+
+def sequential(path: Path, config: Config, model: Path, workdir: Path, name: str, detector: str) -> FrameLog:
+    """One process, one frame at a time: read, detect, classify every face, draw, write video and events."""
+    log = FrameLog()
+    detect = seeds_detector(config) if detector == "seeds" else pipeline_detector(config)
+    classifier = Classifier(model, num_threads=config.classifier.threads)
+    info, labels = classifier.info, classifier.labels
+    source = VideoSource(str(path), config.capture, live=False)
+    runner = SimpleNamespace(labels=labels, source=source, dropped=0)  # what Presenter reads of a Pipeline
+    presenter = Presenter(runner, outputs(workdir, name), config)
+    index = 0
+    try:
+        while True:
+            stamps = {"read_start": time.perf_counter()}
+            frame = source.read()
+            if frame is None:
+                break
+            stamps["captured"] = stamps["detect_start"] = time.perf_counter()
+            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            boxes = detect(gray)
+            crops = crop_faces(gray, boxes, info.input_size, info.face_margin)
+            stamps["detect_end"] = stamps["classify_start"] = time.perf_counter()
+            probs = classifier.classify(crops) if len(crops) else np.zeros((0, len(labels)), np.float32)
+            stamps["classify_end"] = stamps["render_start"] = time.perf_counter()
+            result = FrameResult(seq=index, index=index, timestamp=source.timestamp(index),
+                                 faces=Faces(boxes, probs, labels), stamps=stamps)
+            presenter(frame, result, runner)
+            stamps["rendered"] = time.perf_counter()
+            log.add(index, stamps["rendered"], len(boxes) > 0, result.latencies_ms())
+            index += 1
+    finally:
+        presenter.close()
+        source.close()
+    log.finished = time.perf_counter()
+    return log
+
+
+def pipelined(path: Path, config: Config, model: Path, workdir: Path, name: str, monitor: ProcessMonitor,
+              paced_fps: float | None = None) -> FrameLog:
+    """The multi-process pipeline doing what `python -m edge.run --headless --output --events` does.
+
+    With ``paced_fps`` the file is replayed as a live camera at that rate (capture.live = yes).
+    """
+    log = FrameLog()
+    if paced_fps:  # a live source; at the end of the file it is over, not stalled: no reopening
+        config = override(config, "capture", live="yes", reopen_attempts=0)
+    pipeline = Pipeline(str(path), config, model=model)
+    presenter = Presenter(pipeline, outputs(workdir, name), config)
+
+    def on_result(frame: np.ndarray, result: FrameResult, runner: Pipeline) -> bool:
+        keep = presenter(frame, result, runner)
+        if not monitor.names:
+            monitor.names.update({process.pid: process.name for process in runner._processes})
+        log.add(result.index, time.perf_counter(), len(result.faces) > 0)
+        return keep
+
+    try:
+        if paced_fps:
+            with paced_sources(paced_fps) as opened:
+                summary = pipeline.run(on_result)
+            log.extra["source_skipped"] = sum(source.skipped for source in opened)
+        else:
+            summary = pipeline.run(on_result)
+    finally:
+        presenter.close()
+    log.finished = time.perf_counter()
+    log.latencies = list(summary.latencies)  # the pipeline's own per-stage records, in delivery order
+    log.extra.update(frames_read=summary.frames_read, frames_done=summary.frames_done, dropped=summary.dropped,
+                     run_first_frame_s=summary.first_frame_s, stopped_by=summary.stopped_by)
+    if summary.error and not paced_fps:  # a replay's end reads as "stopped delivering frames"
+        log.extra["error"] = summary.error
+    return log
