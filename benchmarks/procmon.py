@@ -15,6 +15,7 @@ from benchmarks.stats import summarize
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024  # bytes
+TREE_REFRESH_SAMPLES = 5  # look for new child processes every this many samples (scanning /proc is the costly part)
 
 
 @dataclass
@@ -85,6 +86,9 @@ class ProcessMonitor:
         self.total_cpu_pct: list[float] = []
         self.memory_kind = "pss"
         self._handles: dict[int, psutil.Process] = {}
+        self._tree: list[psutil.Process] = []
+        self._samples_taken = 0
+        self.overhead_cpu_s = 0.0  # CPU time the sampling itself took, in the measured process
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="procmon", daemon=True)
         self._last_sample: float | None = None
@@ -114,15 +118,19 @@ class ProcessMonitor:
             self.sample()
 
     def processes(self) -> list[psutil.Process]:
-        """The root and its descendants now, reusing handles so cpu_percent measures since the last sample."""
-        try:
-            root = self._handles.setdefault(self.root_pid, psutil.Process(self.root_pid))
-            found = [root] + root.children(recursive=True)
-        except psutil.Error:
-            return []
-        return [self._handles.setdefault(p.pid, p) for p in found]
+        """The root and its descendants, reusing handles so cpu_percent measures since the last sample."""
+        if self._samples_taken % TREE_REFRESH_SAMPLES == 0:
+            try:
+                root = self._handles.setdefault(self.root_pid, psutil.Process(self.root_pid))
+                found = [root] + root.children(recursive=True)
+            except psutil.Error:
+                found = []
+            self._tree = [self._handles.setdefault(p.pid, p) for p in found]
+        self._samples_taken += 1
+        return self._tree
 
     def sample(self) -> None:
+        cpu_start = time.thread_time()
         now = time.perf_counter()
         total_mem, total_cpu = 0, 0.0
         for process in self.processes():
@@ -152,6 +160,7 @@ class ProcessMonitor:
         self.total_mem_bytes.append(total_mem)
         self.total_cpu_pct.append(total_cpu)
         self._last_sample = now
+        self.overhead_cpu_s += time.thread_time() - cpu_start
 
     def report(self) -> dict:
         """Per process and all together: mean and peak CPU% (of one core), peak and median memory in MB."""
@@ -166,6 +175,7 @@ class ProcessMonitor:
             "samples": len(self.total_mem_bytes),
             "memory_kind": self.memory_kind,
             "cores": psutil.cpu_count(logical=True),
+            "overhead_cpu_pct": 100.0 * self.overhead_cpu_s / span if span > 0 else float("nan"),
             "processes": processes,
             "total": {
                 "cpu_mean_pct": 100.0 * cpu_s / span if span > 0 else float("nan"),
