@@ -39,6 +39,8 @@ from edge.config import Config, load_config  # noqa: E402
 
 log = logging.getLogger("benchmarks.fps")
 
+BUSY_LOAD = 0.5  # 1-minute load average above which the machine is not quiet enough to measure
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -136,6 +138,7 @@ def meta(argv: Sequence[str] | None) -> dict[str, Any]:
     command = " ".join(["python", "benchmarks/fps.py", *(sys.argv[1:] if argv is None else argv)])
     return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "command": command,
             "cores": os.cpu_count(), "cpu_model": cpu_model(), "platform": platform.platform(),
+            "load_1m_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
             "commit": git_commit(), "versions": versions()}
 
 
@@ -274,6 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     settings = settings_from(args)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > BUSY_LOAD:
+        progress(f"warning: load average {load:.2f} at start; other work on this machine will skew the figures")
     with tempfile.TemporaryDirectory(prefix="fer-bench-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)

@@ -132,6 +132,8 @@ class ProcessMonitor:
     def sample(self) -> None:
         cpu_start = time.thread_time()
         now = time.perf_counter()
+        # CPU% over a short interval (the final sample at stop) is mostly clock-tick quantization.
+        full_interval = self._last_sample is not None and now - self._last_sample >= self.interval_s / 2
         total_mem, total_cpu = 0, 0.0
         for process in self.processes():
             try:
@@ -151,14 +153,15 @@ class ProcessMonitor:
                                      first_seen=self._last_sample if born_here else now,
                                      first_cpu_s=0.0 if born_here else cpu_s)
                 self.traces[process.pid] = trace
-            else:  # the first cpu_percent of a handle is always 0: it has no interval yet
+            elif full_interval:  # (a handle's first cpu_percent is always 0: it has no interval yet)
                 trace.cpu_pct.append(cpu_pct)
             trace.mem_bytes.append(mem)
             trace.last_seen, trace.last_cpu_s = now, cpu_s
             total_mem += mem
             total_cpu += cpu_pct
         self.total_mem_bytes.append(total_mem)
-        self.total_cpu_pct.append(total_cpu)
+        if full_interval:
+            self.total_cpu_pct.append(total_cpu)
         self._last_sample = now
         self.overhead_cpu_s += time.thread_time() - cpu_start
 
@@ -179,7 +182,7 @@ class ProcessMonitor:
             "processes": processes,
             "total": {
                 "cpu_mean_pct": 100.0 * cpu_s / span if span > 0 else float("nan"),
-                "cpu_peak_pct": max(self.total_cpu_pct[1:], default=float("nan")),
+                "cpu_peak_pct": max(self.total_cpu_pct, default=float("nan")),
                 "mem_peak_mb": max(self.total_mem_bytes, default=0) / MB,
                 "process_mem_peak_mb": max((p["mem_peak_mb"] for p in processes), default=float("nan")),
             },

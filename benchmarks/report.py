@@ -72,8 +72,8 @@ def throughput_table(results: dict[str, Any]) -> str:
 
 
 def latency_table(latency: dict[str, dict[str, float]]) -> str:
-    rows = [[stage, s["p50"], s["p95"], s["p99"], s["max"]] for stage, s in latency.items()]
-    return table(["stage (ms)", "p50", "p95", "p99", "max"], rows)
+    rows = [[stage, s["mean"], s["p50"], s["p95"], s["p99"], s["max"]] for stage, s in latency.items()]
+    return table(["stage (ms)", "mean", "p50", "p95", "p99", "max"], rows)
 
 
 def resources_table(resources: dict[str, Any]) -> str:
@@ -81,7 +81,9 @@ def resources_table(resources: dict[str, Any]) -> str:
     total = resources["total"]
     rows.append(["all processes", "", total["cpu_mean_pct"], total["cpu_peak_pct"], total["mem_peak_mb"]])
     kind = resources["memory_kind"].upper()
-    return table(["process", "pid", "CPU % mean", "CPU % peak", f"{kind} peak MB"], rows)
+    return (table(["process", "pid", "CPU % mean", "CPU % peak", f"{kind} peak MB"], rows)
+            + f"\n(CPU % of one core; {resources['cores']} cores; sampled every {resources['interval_s']:g} s; "
+              f"the sampling itself used {fmt(resources.get('overhead_cpu_pct'))} % in main)")
 
 
 def classifier_table(bench: dict[str, Any]) -> str:
@@ -102,7 +104,8 @@ def text_report(results: dict[str, Any]) -> str:
     meta, video, settings = results["meta"], results["video"], results["settings"]
     ratios = results["ratios"]
     parts = [
-        f"{meta['date']}  {meta['cpu_model']}  ({meta['cores']} cores)  commit {meta['commit']}",
+        f"{meta['date']}  {meta['cpu_model']}  ({meta['cores']} cores, load {fmt(meta.get('load_1m_at_start'), 2)} "
+        f"at start)  commit {meta['commit']}",
         f"source {video['original']}: {video['width']}x{video['height']} {video['codec']} {video['fps']:.1f} fps, "
         f"{video['clip_frames']} frames x {video['loop']} = {video['frames']} frames"
         + ("" if video["bit_exact"] else " (loop re-encoded)"),
