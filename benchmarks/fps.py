@@ -28,7 +28,7 @@ if str(REPO_ROOT) not in sys.path:  # `python benchmarks/fps.py` from anywhere
 from benchmarks.classifier import classifier_bench  # noqa: E402
 from benchmarks.floatmodel import cached_float_model  # noqa: E402
 from benchmarks.media import BenchVideo, bench_video, reference_faces  # noqa: E402
-from benchmarks.procmon import ProcessMonitor  # noqa: E402
+from benchmarks.procmon import ProcessMonitor, wait_until_quiet  # noqa: E402
 from benchmarks.report import text_report, variant_report  # noqa: E402
 from benchmarks.startup import measure_startup  # noqa: E402
 from benchmarks.stats import ratio, summarize  # noqa: E402
@@ -40,6 +40,7 @@ from edge.config import Config, load_config  # noqa: E402
 log = logging.getLogger("benchmarks.fps")
 
 BUSY_LOAD = 0.5  # 1-minute load average above which the machine is not quiet enough to measure
+BUSY_CPU_PCT = 10.0  # % of all cores busy: --wait-quiet waits for less than this
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write every figure as JSON")
     parser.add_argument("--plot", type=Path, help="write latency histogram and timelines as PNG")
     parser.add_argument("--workdir", type=Path, help="keep the looped clip and the outputs here (default: temporary)")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="first wait up to this long for the machine's CPUs to be idle (shared machines)")
     parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     args = parser.parse_args(argv)
     if not args.source.is_file():
@@ -277,6 +280,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     settings = settings_from(args)
+    if args.wait_quiet > 0:
+        progress(f"waiting up to {args.wait_quiet:.0f} s for the CPUs to be idle")
+        busy = wait_until_quiet(args.wait_quiet, BUSY_CPU_PCT)
+        if busy > BUSY_CPU_PCT:
+            progress(f"warning: the CPUs are still {busy:.0f} % busy; measuring anyway")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     if load > BUSY_LOAD:
         progress(f"warning: load average {load:.2f} at start; other work on this machine will skew the figures")

@@ -58,6 +58,12 @@ def cpu_seconds(process: psutil.Process) -> float:
     return times.user + times.system
 
 
+def system_busy_s() -> float:
+    """CPU seconds every process on the machine has used (all cores), from boot."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
 def default_name(process: psutil.Process, root_pid: int) -> str:
     if process.pid == root_pid:
         return "main"
@@ -94,6 +100,7 @@ class ProcessMonitor:
         self._last_sample: float | None = None
         self.started = 0.0
         self.stopped = 0.0
+        self._system_busy_start = self._system_busy_stop = 0.0
 
     def __enter__(self) -> ProcessMonitor:
         self.start()
@@ -104,6 +111,7 @@ class ProcessMonitor:
 
     def start(self) -> None:
         self.started = time.perf_counter()
+        self._system_busy_start = system_busy_s()
         self.sample()
         self._thread.start()
 
@@ -112,6 +120,7 @@ class ProcessMonitor:
         self._thread.join()
         self.sample()
         self.stopped = time.perf_counter()
+        self._system_busy_stop = system_busy_s()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -173,12 +182,15 @@ class ProcessMonitor:
             processes.append(trace.report())
         span = self.stopped - self.started
         cpu_s = sum(t.last_cpu_s - t.first_cpu_s for t in self.traces.values())
+        other_s = max(0.0, self._system_busy_stop - self._system_busy_start - cpu_s)
         return {
             "interval_s": self.interval_s,
             "samples": len(self.total_mem_bytes),
             "memory_kind": self.memory_kind,
             "cores": psutil.cpu_count(logical=True),
             "overhead_cpu_pct": 100.0 * self.overhead_cpu_s / span if span > 0 else float("nan"),
+            # CPU the rest of the machine used meanwhile: anything well above 0 skews the figures
+            "other_cpu_pct": 100.0 * other_s / span if span > 0 else float("nan"),
             "processes": processes,
             "total": {
                 "cpu_mean_pct": 100.0 * cpu_s / span if span > 0 else float("nan"),
@@ -187,3 +199,13 @@ class ProcessMonitor:
                 "process_mem_peak_mb": max((p["mem_peak_mb"] for p in processes), default=float("nan")),
             },
         }
+
+
+def wait_until_quiet(max_wait_s: float, busy_pct: float = 10.0, window_s: float = 3.0) -> float:
+    """Wait (at most ``max_wait_s``) for a ``window_s`` window in which the machine's CPUs are below ``busy_pct``
+    busy on average; returns the last window's busy % (of all cores)."""
+    deadline = time.perf_counter() + max_wait_s
+    busy = psutil.cpu_percent(interval=window_s)
+    while busy > busy_pct and time.perf_counter() + window_s <= deadline:
+        busy = psutil.cpu_percent(interval=window_s)
+    return busy

@@ -10,6 +10,8 @@ from benchmarks.stats import face_recall, stage_summaries, steady_fps, wall_fps
 from benchmarks.variants import FrameLog
 from edge.results import STAGES
 
+BUSY_OTHER_CPU_PCT = 10.0  # % of one core used by other processes during a run: above this, warn
+
 
 def variant_report(log: FrameLog, warmup: int, reference: Sequence[bool] | None = None) -> dict[str, Any]:
     """Throughput (steady and wall), latency percentiles after warm-up, and recall against the reference."""
@@ -66,9 +68,11 @@ def throughput_table(results: dict[str, Any]) -> str:
         total = v.get("latency_ms", {}).get("total", {})
         res = v.get("resources", {}).get("total", {})
         recall = v.get("recall", {}).get("recall")
+        other = v.get("resources", {}).get("other_cpu_pct")
         rows.append([title, v["frames"], v["fps"], v["wall_fps"], total.get("p50"), total.get("p99"),
-                     fmt(recall, 3), res.get("cpu_mean_pct"), res.get("mem_peak_mb")])
-    return table(["variant", "frames", "frames/s", "wall f/s", "p50 ms", "p99 ms", "recall", "CPU %", "mem MB"], rows)
+                     fmt(recall, 3), res.get("cpu_mean_pct"), res.get("mem_peak_mb"), other])
+    return table(["variant", "frames", "frames/s", "wall f/s", "p50 ms", "p99 ms", "recall", "CPU %", "PSS MB",
+                  "others' CPU %"], rows)
 
 
 def latency_table(latency: dict[str, dict[str, float]]) -> str:
@@ -83,7 +87,8 @@ def resources_table(resources: dict[str, Any]) -> str:
     kind = resources["memory_kind"].upper()
     return (table(["process", "pid", "CPU % mean", "CPU % peak", f"{kind} peak MB"], rows)
             + f"\n(CPU % of one core; {resources['cores']} cores; sampled every {resources['interval_s']:g} s; "
-              f"the sampling itself used {fmt(resources.get('overhead_cpu_pct'))} % in main)")
+              f"the sampling itself used {fmt(resources.get('overhead_cpu_pct'))} % in main; "
+              f"other processes on the machine used {fmt(resources.get('other_cpu_pct'))} %)")
 
 
 def classifier_table(bench: dict[str, Any]) -> str:
@@ -139,4 +144,9 @@ def text_report(results: dict[str, Any]) -> str:
         parts += ["", f"Classifier, per face, {bench['crops']} real crops (top-1 agreement with "
                       f"{bench['reference']}: {agreement})", classifier_table(bench)]
     parts += ["", "Targets", targets_table(results["targets"])]
+    busiest = max((v.get("resources", {}).get("other_cpu_pct") or 0.0 for v in results["variants"].values()),
+                  default=0.0)
+    if busiest > BUSY_OTHER_CPU_PCT:
+        parts.append(f"warning: other processes used up to {busiest:.0f} % CPU during the runs; "
+                     "the figures are skewed; measure again on a quiet machine")
     return "\n".join(parts)
