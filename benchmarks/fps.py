@@ -215,45 +215,68 @@ def classifier_report(args: argparse.Namespace, model: Path, video: BenchVideo, 
     return {**bench, "note": note} if note else bench
 
 
+def header(argv: Sequence[str] | None, settings: Settings, model: Path, video: BenchVideo) -> dict[str, Any]:
+    return {"meta": meta(argv), "settings": dataclasses.asdict(settings), "model": str(model),
+            "video": {**dataclasses.asdict(video), "path": str(video.path), "original": str(video.original),
+                      "frames": video.frames}}
+
+
+def measure_runs(args: argparse.Namespace, settings: Settings, video: BenchVideo, config: Config, model: Path,
+                 workdir: Path) -> tuple[dict[str, FrameLog], dict[str, dict]]:
+    """The pipeline (and live) runs, then the sequential baselines; frame logs and resources by variant.
+
+    The pipeline goes before anything loads the classifier into this process, so the main
+    process holds what a real run's main process holds.
+    """
+    interval = settings.sample_interval_s
+    logs: dict[str, FrameLog] = {}
+    resources: dict[str, dict] = {}
+    progress(f"pipeline: {video.frames} frames")
+    logs["pipeline"], resources["pipeline"] = monitored_pipeline(video, config, model, workdir, "pipeline", interval)
+    if args.live:
+        fps = live_rate(args, video)
+        progress(f"live: {video.frames} frames paced at {fps:.1f} fps ({video.frames / fps:.0f} s)")
+        logs["live"], resources["live"] = monitored_pipeline(video, config, model, workdir, "live", interval, fps)
+    progress("sequential baselines")
+    for name, detector in (("seeds", "seeds"), ("sequential", "pipeline")):
+        logs[name], resources[name] = monitored_sequential(video, config, model, workdir, name, detector, interval)
+    return logs, resources
+
+
+def live_rate(args: argparse.Namespace, video: BenchVideo) -> float:
+    return args.live_fps or video.fps
+
+
+def compare(logs: dict[str, FrameLog], resources: dict[str, dict], decode: dict[str, Any], reference: list[bool],
+            warmup: int) -> tuple[dict[str, Any], dict[str, float]]:
+    """Per-variant reports, and the pipeline's throughput relative to each baseline."""
+    variants = {"decode": decode}
+    for name in ("seeds", "sequential", "pipeline"):
+        variants[name] = {**variant_report(logs[name], warmup, reference), "resources": resources[name]}
+    fps = variants["pipeline"]["fps"]
+    ratios = {"pipeline_over_seeds": ratio(fps, variants["seeds"]["fps"]),
+              "pipeline_over_sequential": ratio(fps, variants["sequential"]["fps"]),
+              "pipeline_over_decode": ratio(fps, decode["fps"])}
+    return variants, ratios
+
+
 def run(args: argparse.Namespace, settings: Settings, workdir: Path, argv: Sequence[str] | None) -> dict[str, Any]:
     config = load_config(args.config)
     model = resolve_model(args, config)
     video = bench_video(args.source, settings.loop, workdir)
-    warmup, interval = settings.warmup_frames, settings.sample_interval_s
-    results: dict[str, Any] = {"meta": meta(argv), "settings": dataclasses.asdict(settings), "model": str(model),
-                               "video": {**dataclasses.asdict(video), "path": str(video.path),
-                                         "original": str(video.original), "frames": video.frames}}
+    results = header(argv, settings, model, video)
     # Fresh-process runs first: they also warm the disk cache for everything after them.
     progress(f"start-up: {settings.startup_repeats} fresh CLI runs")
     results["startup"] = measure_startup_runs(video, model, args, workdir, settings.startup_repeats)
-    # The pipeline runs before anything loads the classifier into this process, so the main
-    # process's memory is what a real run's main process holds.
-    progress(f"pipeline: {video.frames} frames")
-    logs: dict[str, FrameLog] = {}
-    logs["pipeline"], pipeline_resources = monitored_pipeline(video, config, model, workdir, "pipeline", interval)
-    live_fps = args.live_fps or video.fps
-    if args.live:
-        progress(f"live: {video.frames} frames paced at {live_fps:.1f} fps ({video.frames / live_fps:.0f} s)")
-        logs["live"], live_resources = monitored_pipeline(video, config, model, workdir, "live", interval, live_fps)
+    logs, resources = measure_runs(args, settings, video, config, model, workdir)
     progress("decode only")
-    decode = decode_report(video, config, settings.decode_repeats, warmup)
-    progress("sequential baselines")
-    logs["seeds"], seeds_resources = monitored_sequential(video, config, model, workdir, "seeds", "seeds", interval)
-    logs["sequential"], seq_resources = monitored_sequential(video, config, model, workdir, "sequential", "pipeline",
-                                                             interval)
+    decode = decode_report(video, config, settings.decode_repeats, settings.warmup_frames)
     progress("full-resolution Haar reference for recall")
     reference = reference_faces(video, config.detector, settings.recall_scale_factor, settings.recall_min_size)
-    variants = {"decode": decode}
-    for name, resources in (("seeds", seeds_resources), ("sequential", seq_resources),
-                            ("pipeline", pipeline_resources)):
-        variants[name] = {**variant_report(logs[name], warmup, reference), "resources": resources}
-    results["variants"] = variants
-    pipeline_fps = variants["pipeline"]["fps"]
-    results["ratios"] = {"pipeline_over_seeds": ratio(pipeline_fps, variants["seeds"]["fps"]),
-                         "pipeline_over_sequential": ratio(pipeline_fps, variants["sequential"]["fps"]),
-                         "pipeline_over_decode": ratio(pipeline_fps, decode["fps"])}
+    results["variants"], results["ratios"] = compare(logs, resources, decode, reference, settings.warmup_frames)
     if args.live:
-        results["live"] = live_report(logs["live"], live_resources, live_fps, warmup, reference)
+        results["live"] = live_report(logs["live"], resources["live"], live_rate(args, video),
+                                      settings.warmup_frames, reference)
     if args.classifier:
         progress("classifier micro-benchmark")
         results["classifier"] = classifier_report(args, model, video, config, settings)
@@ -261,7 +284,7 @@ def run(args: argparse.Namespace, settings: Settings, workdir: Path, argv: Seque
     if args.plot:
         from benchmarks.plot import save_plot
 
-        save_plot(logs, args.plot, warmup)
+        save_plot(logs, args.plot, settings.warmup_frames)
     return results
 
 

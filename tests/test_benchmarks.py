@@ -129,14 +129,14 @@ def test_looped_copy_is_bit_exact(data, tmp_path):
 
 
 def test_paced_source_delivers_at_its_rate_and_skips_what_it_missed(data):
-    source = PacedVideoSource(str(data / "single_face.mp4"), CaptureConfig(), fps=100.0)
+    source = PacedVideoSource(str(data / "single_face.mp4"), CaptureConfig(), fps=20.0)  # slow: robust under load
     try:
         start = time.perf_counter()
         for _ in range(6):
             assert source.read() is not None
-        assert time.perf_counter() - start >= 5 * 0.01 * 0.95  # 6 frames span 5 periods
+        assert time.perf_counter() - start >= 5 * 0.05 * 0.95  # 6 frames span 5 periods
         assert source.skipped == 0
-        time.sleep(0.055)  # a camera would have replaced the next frames meanwhile
+        time.sleep(0.3)  # a camera would have replaced the next frames meanwhile
         assert source.read() is not None
         assert source.skipped >= 4
         assert source.live and not source.reopen()
