@@ -18,6 +18,7 @@ ROI_MIN_SIZE_RATIO = 0.75  # a tracked face may shrink to this fraction of its s
 ROI_MAX_SIZE_RATIO = 1.33  # ... or grow to this multiple
 ROI_WINDOW_SLACK = 1.0  # downscale a search region until its smallest face is this x the window
 BAND_OVERLAP_STEPS = 2  # scale steps each band reaches into the next, so no face falls between
+HIDDEN_FACE_GRAY = 128  # flat fill: the cascade rejects it at its first stage
 SAME_FACE_OVERLAP = 0.5  # boxes sharing this fraction of the smaller one are one face (faces never nest)
 
 
@@ -100,9 +101,13 @@ class ScanPlan:
 
 
 def window_count(width: float, height: float, size: float, window: int) -> float:
-    """Windows the cascade evaluates at one face size: the image shrunk so the face fills the window."""
+    """Windows the cascade evaluates at one face size: the image shrunk so the face fills the window.
+
+    OpenCV steps windows by 2 pixels while the image is shrunk at most 2x, by 1 pixel beyond.
+    """
     shrink = size / window
-    return max(width / shrink - window, 1.0) * max(height / shrink - window, 1.0)
+    step = 2.0 if shrink <= 2.0 else 1.0
+    return max((width / shrink - window) / step, 1.0) * max((height / shrink - window) / step, 1.0)
 
 
 def plan_full_scan(frame_shape: tuple[int, int], config: DetectorConfig, window: int) -> ScanPlan:
@@ -206,7 +211,7 @@ class FaceDetector:
         if self._frames_seen == 0:
             found = self.scan(gray)
         else:
-            found = self.scan(gray, plan.slices[self._frames_seen % len(plan.slices)])
+            found = self.scan(gray, plan.slices[self._frames_seen % len(plan.slices)], hide=tracked)
         self._frames_seen += 1
         if len(tracked) and len(found):
             is_new = overlap_matrix(found, tracked).max(axis=1) < SAME_FACE_OVERLAP
@@ -214,13 +219,22 @@ class FaceDetector:
         self.tracks.extend(Track(box) for box in found)
         return np.concatenate([tracked, found]) if len(found) else tracked
 
-    def scan(self, gray: np.ndarray, units: tuple[ScanUnit, ...] | None = None) -> np.ndarray:
-        """Scan the given units of the full-frame plan; by default the whole frame at every size."""
+    def scan(self, gray: np.ndarray, units: tuple[ScanUnit, ...] | None = None,
+             hide: np.ndarray | None = None) -> np.ndarray:
+        """Scan the given units of the full-frame plan; by default the whole frame at every size.
+
+        Faces in ``hide`` (already tracked) are painted flat first: windows over a real face
+        run deep into the cascade and dominate a scan's cost, and they need not be found again.
+        """
         plan = self.plan(gray.shape[:2])
         if not plan.slices:
             return np.empty((0, 4), np.int32)
         small = gray if plan.downscale == 1.0 else cv2.resize(
             gray, None, fx=plan.downscale, fy=plan.downscale, interpolation=cv2.INTER_AREA)
+        if hide is not None and len(hide):
+            small = small.copy() if small is gray else small
+            for x1, y1, x2, y2 in np.round(hide * plan.downscale).astype(int):
+                cv2.rectangle(small, (int(x1), int(y1)), (int(x2), int(y2)), HIDDEN_FACE_GRAY, -1)
         if units is None:
             units = (ScanUnit(plan.min_size, plan.max_size, 0, small.shape[1], 0.0),)
         found = []
