@@ -281,6 +281,21 @@ def test_architecture_parameter_counts(arch: str, classes: int, side: int, param
     assert model.input_shape == (None, side, side, 1) and model.output_shape == (None, classes)
 
 
+@pytest.mark.parametrize("arch", ["mini_xception", "cnn1m", "vgg_bn", "cnn4block"])
+def test_every_architecture_takes_a_training_step_at_its_default_size(arch: str) -> None:
+    """Guards the 64x64 mini-Xception against TF's oneDNN crash on strided 1x1 convolution gradients."""
+    import keras
+
+    from train.models import ARCHITECTURES, build_model
+
+    side = ARCHITECTURES[arch].side
+    model = build_model(arch, 7, side)
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    x = np.random.default_rng(0).random((8, side, side, 1), dtype=np.float32)
+    y = keras.utils.to_categorical(np.arange(8) % 7, 7)
+    assert np.isfinite(model.train_on_batch(x, y))
+
+
 def test_batches_weight_oversample_and_repeat_per_epoch(synthetic: tuple[Path, Path]) -> None:
     from train.config import TrainConfig
     from train.fit import FaceBatches, model_info

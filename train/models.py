@@ -18,6 +18,10 @@ Reconstruction notes (where the seed texts left a choice open):
   input; 58,423 parameters with 7 classes at any input size. L2 0.01 sits on the two stem convs only:
   the original also passed it to its separable convs as ``kernel_regularizer``, which Keras 2 ignored
   there (they have depthwise/pointwise kernels), so the model it trained had none on them either.
+  The residual branches' 1x1 stride-2 convolutions are written as a 1x1 stride-2 subsample (max pool
+  of size 1) followed by a 1x1 convolution: the same function and weights, but TensorFlow 2.21's
+  oneDNN CPU kernel for the gradient of a strided 1x1 convolution segfaults on inputs of about 56 px
+  and more (measured: 60x60 and 64x64 crash, 44x44 and 48x48 do not), which a 64x64 mini-Xception hits.
 """
 
 from __future__ import annotations
@@ -128,7 +132,9 @@ def mini_xception(input_shape: tuple[int, int, int], num_classes: int, l2: float
         x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
         x = layers.Activation("relu")(x)
     for filters in (16, 32, 64, 128):
-        residual = layers.Conv2D(filters, 1, strides=2, padding="same", use_bias=False)(x)
+        # = Conv2D(filters, 1, strides=2, padding="same"): see the module notes on the oneDNN crash
+        residual = layers.MaxPooling2D(1, strides=2, padding="same")(x)
+        residual = layers.Conv2D(filters, 1, use_bias=False)(residual)
         residual = layers.BatchNormalization(momentum=BN_MOMENTUM)(residual)
         x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen before pyplot loads)
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ def plot_learning_curves(log_path: Path, path: Path) -> Path:
             if values:
                 ax.plot(epochs[:len(values)], values, marker="o", markersize=3, label=name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -87,8 +89,9 @@ def plot_class_distribution(labels: list[str] | tuple[str, ...], before: np.ndar
         ax.bar_label(bars, fontsize=7)
     ax.set_xticks(x, labels, rotation=30, ha="right")
     ax.set_ylabel("images")
+    ax.set_ylim(0, max(np.max(before), np.max(after) if after is not None else 0) * 1.3 + 1)
     ax.set_title("training images per class")
-    ax.legend()
+    ax.legend(loc="upper center", ncols=2)
     return save(fig, path)
 
 
