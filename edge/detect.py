@@ -27,17 +27,16 @@ class DetectorError(RuntimeError):
 
 
 def load_cascade(path: str | Path | None = None) -> cv2.CascadeClassifier:
-    """Load a Haar cascade: the given XML, or OpenCV's own frontal-face cascade."""
+    """Load a Haar cascade: an XML path, the name of one of OpenCV's own, or the frontal-face default."""
     if not hasattr(cv2, "CascadeClassifier"):
         raise DetectorError(
             f"OpenCV {cv2.__version__} has no CascadeClassifier (removed in OpenCV 5): "
             "pip install 'opencv-python<5'"
         )
-    if path:
-        xml = Path(path)
-    else:
+    xml = Path(path or DEFAULT_CASCADE)
+    if not xml.is_file() and xml.parent == Path("."):
         data_dir = getattr(getattr(cv2, "data", None), "haarcascades", "")
-        xml = Path(data_dir) / DEFAULT_CASCADE
+        xml = Path(data_dir) / xml
     if not xml.is_file():
         raise DetectorError(f"Haar cascade not found: {xml}")
     cascade = cv2.CascadeClassifier(str(xml))
@@ -164,9 +163,16 @@ def pack_slices(units: list[ScanUnit], slices: int) -> tuple[tuple[ScanUnit, ...
 
 @dataclass
 class Track:
-    """A face the detector follows: its last box and how many frames it has been missed."""
+    """A face the detector follows: its last box, how often it was found or missed, and whether it is shown.
+
+    A new face is shown at once when a second, independently trained cascade confirms it;
+    otherwise only once it has been found in ``confirm_frames`` consecutive frames. One
+    cascade's false positives (lettering, textures) rarely pass either test.
+    """
 
     box: np.ndarray  # xyxy, frame pixels
+    confirmed: bool = False
+    hits: int = 1
     missed: int = 0
 
 
@@ -182,6 +188,7 @@ class FaceDetector:
     def __init__(self, config: DetectorConfig) -> None:
         self.config = config
         self.cascade = load_cascade(config.cascade or None)
+        self.verifier = load_cascade(config.verify_cascade) if config.verify_cascade else None
         window = self.cascade.getOriginalWindowSize()
         self.window = int(max(window)) if window and max(window) > 0 else 24
         self.tracks: list[Track] = []
@@ -207,7 +214,8 @@ class FaceDetector:
         if not self.config.track:
             return self.scan(gray)
         plan = self.plan(gray.shape[:2])
-        tracked = self.search_tracks(gray)
+        followed = self.search_tracks(gray)
+        tracked = boxes_of(followed)
         if self._frames_seen == 0:
             found = self.scan(gray)
         else:
@@ -216,8 +224,15 @@ class FaceDetector:
         if len(tracked) and len(found):
             is_new = overlap_matrix(found, tracked).max(axis=1) < SAME_FACE_OVERLAP
             found = found[is_new]
-        self.tracks.extend(Track(box) for box in found)
-        return np.concatenate([tracked, found]) if len(found) else tracked
+        for box in found:
+            track = Track(box, confirmed=self.config.confirm_frames <= 1 or self.verified(gray, box))
+            self.tracks.append(track)
+            followed.append(track)
+        return boxes_of([t for t in followed if t.confirmed])
+
+    def verified(self, gray: np.ndarray, box: np.ndarray) -> bool:
+        """Whether the second cascade also sees a face here."""
+        return self.verifier is not None and self.search_near(gray, box, self.verifier) is not None
 
     def scan(self, gray: np.ndarray, units: tuple[ScanUnit, ...] | None = None,
              hide: np.ndarray | None = None) -> np.ndarray:
@@ -256,26 +271,30 @@ class FaceDetector:
             minSize=(min_side, min_side), maxSize=(max_side, max_side))
         return suppress_duplicates(xywh_to_xyxy(rects))
 
-    def search_tracks(self, gray: np.ndarray) -> np.ndarray:
-        """Look for each tracked face near where it was; drop tracks missed too often or merged."""
-        found: list[np.ndarray] = []
+    def search_tracks(self, gray: np.ndarray) -> list[Track]:
+        """Look for each tracked face near where it was: the tracks found again this frame.
+
+        A confirmed track survives ``max_missed`` misses; an unconfirmed one none.
+        """
+        found: list[Track] = []
         kept: list[Track] = []
         for track in self.tracks:
-            box = self.search_near(gray, track.box)
+            box = self.search_near(gray, track.box, self.cascade)
             if box is None:
                 track.missed += 1
-                if track.missed > self.config.max_missed:
+                if not track.confirmed or track.missed > self.config.max_missed:
                     continue
-            elif found and overlap_matrix(box[None], np.array(found)).max() >= SAME_FACE_OVERLAP:
+            elif found and overlap_matrix(box[None], boxes_of(found)).max() >= SAME_FACE_OVERLAP:
                 continue  # two tracks ran onto the same face: keep the first
             else:
-                track.box, track.missed = box, 0
-                found.append(box)
+                track.box, track.missed, track.hits = box, 0, track.hits + 1
+                track.confirmed = track.confirmed or track.hits >= self.config.confirm_frames
+                found.append(track)
             kept.append(track)
         self.tracks = kept
-        return np.array(found, np.int32).reshape(-1, 4)
+        return found
 
-    def search_near(self, gray: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+    def search_near(self, gray: np.ndarray, box: np.ndarray, cascade: cv2.CascadeClassifier) -> np.ndarray | None:
         """The face closest to a previous box, searched in a region around it at nearby sizes."""
         x1, y1, x2, y2 = (int(v) for v in box)
         size = max(x2 - x1, y2 - y1)
@@ -292,13 +311,17 @@ class FaceDetector:
         max_side = int(np.ceil(size * ROI_MAX_SIZE_RATIO * scale))
         if min(region.shape[:2]) < min_side:
             return None
-        rects = self.cascade.detectMultiScale(
+        rects = cascade.detectMultiScale(
             region, scaleFactor=self.config.scale_factor, minNeighbors=self.config.min_neighbors,
             minSize=(min_side, min_side), maxSize=(max_side, max_side))
         if len(rects) == 0:
             return None
         candidates = xywh_to_xyxy(rects, scale, (rx1, ry1))
         return candidates[int(np.argmax(iou_matrix(candidates, box[None])[:, 0]))]
+
+
+def boxes_of(tracks: list[Track]) -> np.ndarray:
+    return np.array([t.box for t in tracks], np.int32).reshape(-1, 4)
 
 
 def suppress_duplicates(boxes: np.ndarray) -> np.ndarray:

@@ -88,3 +88,20 @@ def test_crops_are_square_padded_and_sized():
     assert crops.shape == (2, 16, 16) and crops.dtype == np.uint8
     assert crops[0, 0, 0] == 0  # outside the frame: black padding
     assert (crops[1] == 255).all()  # fully inside
+
+
+def test_a_new_face_is_shown_at_once_when_verified_else_after_confirm_frames():
+    frames = video_frames("single_face.mp4")[:6]
+    verified = FaceDetector(DetectorConfig())
+    assert [len(verified.detect(f)) for f in frames] == [1] * 6
+    unverified = FaceDetector(DetectorConfig(verify_cascade="", confirm_frames=3))
+    assert [len(unverified.detect(f)) for f in frames] == [0, 0, 1, 1, 1, 1]
+
+
+def test_confirmation_is_what_keeps_lettering_out():
+    """no_face.mp4's title lettering fools the frontal cascade alone; confirmation rejects it."""
+    frames = video_frames("no_face.mp4")
+    unconfirmed = FaceDetector(DetectorConfig(verify_cascade="", confirm_frames=1, scan_slices=1))
+    assert sum(len(unconfirmed.detect(f)) for f in frames) > 0
+    confirmed = FaceDetector(DetectorConfig(scan_slices=1))
+    assert sum(len(confirmed.detect(f)) for f in frames) == 0
