@@ -41,6 +41,10 @@ class CaptureConfig:
 @dataclass(frozen=True)
 class DetectorConfig:
     cascade: str = bounded("", doc="Haar cascade XML; empty = OpenCV's frontal face")
+    verify_cascade: str = bounded("haarcascade_frontalface_alt2.xml",
+                                  doc="second cascade that confirms a new face at once; empty = none")
+    confirm_frames: int = bounded(3, ge=1, le=30,
+                                  doc="consecutive frames an unverified new face must be found in")
     scale_factor: float = bounded(1.1, gt=1.0, le=2.0)
     min_neighbors: int = bounded(4, ge=0, le=50)
     min_face: float = bounded(0.05, gt=0.0, le=1.0, doc="smallest face, fraction of frame height")
@@ -69,11 +73,42 @@ class RenderConfig:
 
 
 @dataclass(frozen=True)
+class TrackerConfig:
+    enabled: bool = bounded(True, doc="give every face a track id that persists while it stays in view")
+    max_missed: int = bounded(10, ge=0, le=1000, doc="processed frames a track survives without its face")
+    min_iou: float = bounded(0.1, ge=0.0, le=1.0, doc="a face may join a track at this IoU with its prediction")
+    max_distance: float = bounded(0.5, ge=0.0, le=10.0,
+                                  doc="... or with its centre this close, x the track's face size")
+    velocity_weight: float = bounded(0.5, ge=0.0, le=1.0,
+                                     doc="weight of the newest motion in the velocity; 0 = no prediction")
+
+
+@dataclass(frozen=True)
+class SmoothingConfig:
+    enabled: bool = bounded(True, doc="smooth each track's probabilities and label (needs the tracker)")
+    method: str = bounded("ema", choices=("ema", "window"), doc="exponential or sliding-window mean")
+    half_life_s: float = bounded(0.15, gt=0.0, le=60.0, doc="ema: a frame's weight halves after this")
+    window_s: float = bounded(0.4, gt=0.0, le=60.0, doc="window: mean of the track's last seconds")
+    hysteresis: float = bounded(0.15, ge=0.0, le=1.0, doc="a new label must lead the shown one by this")
+    min_confidence: float = bounded(0.4, ge=0.0, le=1.0, doc="below this top probability: 'uncertain'")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    pace: bool = bounded(True, doc="while serving, play video files at their own frame rate")
+    jpeg_quality: int = bounded(80, ge=10, le=100, doc="JPEG quality of the served video")
+    stream_fps: float = bounded(30.0, ge=0.0, le=240.0, doc="most frames/s encoded for viewers; 0 = every frame")
+
+
+@dataclass(frozen=True)
 class Config:
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
 
 def check_value(path: str, f: dataclasses.Field, value: Any) -> Any:
