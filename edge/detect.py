@@ -14,8 +14,8 @@ from edge.config import DetectorConfig
 log = logging.getLogger(__name__)
 
 DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
-ROI_MIN_SIZE_RATIO = 0.75  # a tracked face may shrink to this fraction of its size between frames
-ROI_MAX_SIZE_RATIO = 1.33  # ... or grow to this multiple
+ROI_MIN_SIZE_RATIO = 0.8  # a tracked face may shrink to this fraction of its size between frames
+ROI_MAX_SIZE_RATIO = 1.25  # ... or grow to this multiple
 ROI_WINDOW_SLACK = 1.0  # downscale a search region until its smallest face is this x the window
 BAND_OVERLAP_STEPS = 2  # scale steps each band reaches into the next, so no face falls between
 HIDDEN_FACE_GRAY = 128  # flat fill: the cascade rejects it at its first stage
