@@ -19,7 +19,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # `python benchmarks/fps.py` from anywhere
@@ -29,7 +29,7 @@ from benchmarks.classifier import classifier_bench  # noqa: E402
 from benchmarks.floatmodel import cached_float_model  # noqa: E402
 from benchmarks.media import BenchVideo, bench_video, reference_faces  # noqa: E402
 from benchmarks.procmon import ProcessMonitor, wait_until_quiet  # noqa: E402
-from benchmarks.report import text_report, variant_report  # noqa: E402
+from benchmarks.report import BUSY_OTHER_CPU_PCT, text_report, variant_report  # noqa: E402
 from benchmarks.startup import measure_startup  # noqa: E402
 from benchmarks.stats import ratio, summarize  # noqa: E402
 from benchmarks.targets import evaluate  # noqa: E402
@@ -41,6 +41,7 @@ log = logging.getLogger("benchmarks.fps")
 
 BUSY_LOAD = 0.5  # 1-minute load average above which the machine is not quiet enough to measure
 BUSY_CPU_PCT = 10.0  # % of all cores busy: --wait-quiet waits for less than this
+QUIET_WAIT_S = 120.0  # the longest wait for quiet between two tries of a variant
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ class Settings:
     warmup_frames: int = 10  # left out of steady-state frames/s and latency percentiles
     decode_repeats: int = 3  # decode-only passes; the median is reported
     startup_repeats: int = 3  # fresh CLI processes timed to their first frame; the median is reported
-    sample_interval_s: float = 0.1  # CPU and memory sampling period
+    sample_interval_s: float = 0.1  # CPU sampling period (memory every few samples)
+    tries: int = 1  # runs of a variant while other processes disturb it; the least disturbed is kept
     recall_scale_factor: float = 1.1  # full-resolution Haar reference
     recall_min_size: int = 24  # pixels
     classifier_threads: tuple[int, ...] = (1, 2, 4)
@@ -81,6 +83,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, help="keep the looped clip and the outputs here (default: temporary)")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="first wait up to this long for the machine's CPUs to be idle (shared machines)")
+    parser.add_argument("--tries", type=int, default=Settings.tries,
+                        help="measure a variant up to N times while other processes disturb it; keep the quietest")
     parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     args = parser.parse_args(argv)
     if not args.source.is_file():
@@ -94,7 +98,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     return dataclasses.replace(Settings(), loop=args.loop, warmup_frames=args.warmup,
-                               startup_repeats=args.startup_repeats, classifier_threads=tuple(args.threads))
+                               startup_repeats=args.startup_repeats, classifier_threads=tuple(args.threads),
+                               tries=max(1, args.tries))
 
 
 def progress(message: str) -> None:
@@ -166,6 +171,36 @@ def measure_startup_runs(video: BenchVideo, model: Path, args: argparse.Namespac
             "max_s": max(runs)}
 
 
+Measured = tuple[FrameLog, dict]  # a variant's frame log and its process monitor report
+
+
+def least_disturbed(measure: Callable[[], Measured], name: str, tries: int) -> Measured:
+    """Measure; while other processes took more than a little CPU meanwhile, wait for quiet and measure again.
+
+    Keeps the run the rest of the machine disturbed least (on shared machines the difference
+    is large: a busy neighbour halves a sequential baseline).
+    """
+    best: Measured | None = None
+    for attempt in range(max(1, tries)):
+        frame_log, resources = measure()
+        resources["attempt"] = attempt + 1
+        if best is None or resources["other_cpu_pct"] < best[1]["other_cpu_pct"]:
+            best = (frame_log, resources)
+        if resources["other_cpu_pct"] <= BUSY_OTHER_CPU_PCT or attempt + 1 >= tries:
+            break
+        progress(f"{name}: other processes used {resources['other_cpu_pct']:.0f} % CPU meanwhile; "
+                 f"waiting up to {QUIET_WAIT_S:.0f} s for quiet to measure again")
+        wait_until_quiet(QUIET_WAIT_S, BUSY_CPU_PCT)
+    return best
+
+
+def monitored_decode(video: BenchVideo, config: Config, interval_s: float) -> Measured:
+    monitor = ProcessMonitor(interval_s=interval_s)
+    with monitor:
+        frame_log = decode_only(video.path, config)
+    return frame_log, monitor.report()
+
+
 def monitored_pipeline(video: BenchVideo, config: Config, model: Path, workdir: Path, name: str,
                        interval_s: float, paced_fps: float | None = None) -> tuple[FrameLog, dict]:
     monitor = ProcessMonitor(interval_s=interval_s)
@@ -182,10 +217,14 @@ def monitored_sequential(video: BenchVideo, config: Config, model: Path, workdir
     return frame_log, monitor.report()
 
 
-def decode_report(video: BenchVideo, config: Config, repeats: int, warmup: int) -> dict[str, Any]:
-    runs = [variant_report(decode_only(video.path, config), warmup) for _ in range(max(1, repeats))]
-    best = sorted(runs, key=lambda r: r["fps"])[len(runs) // 2]  # the median run
-    return {**best, "runs_fps": [r["fps"] for r in runs]}
+def decode_report(video: BenchVideo, config: Config, settings: Settings) -> dict[str, Any]:
+    runs = []
+    for _ in range(max(1, settings.decode_repeats)):
+        frame_log, resources = least_disturbed(lambda: monitored_decode(video, config, settings.sample_interval_s),
+                                               "decode", settings.tries)
+        runs.append({**variant_report(frame_log, settings.warmup_frames), "resources": resources})
+    median = sorted(runs, key=lambda r: r["fps"])[len(runs) // 2]
+    return {**median, "runs_fps": [r["fps"] for r in runs]}
 
 
 def live_report(frame_log: FrameLog, resources: dict, fps_target: float, warmup: int,
@@ -228,18 +267,21 @@ def measure_runs(args: argparse.Namespace, settings: Settings, video: BenchVideo
     The pipeline goes before anything loads the classifier into this process, so the main
     process holds what a real run's main process holds.
     """
-    interval = settings.sample_interval_s
+    interval, tries = settings.sample_interval_s, settings.tries
     logs: dict[str, FrameLog] = {}
     resources: dict[str, dict] = {}
     progress(f"pipeline: {video.frames} frames")
-    logs["pipeline"], resources["pipeline"] = monitored_pipeline(video, config, model, workdir, "pipeline", interval)
+    logs["pipeline"], resources["pipeline"] = least_disturbed(
+        lambda: monitored_pipeline(video, config, model, workdir, "pipeline", interval), "pipeline", tries)
     if args.live:
         fps = live_rate(args, video)
         progress(f"live: {video.frames} frames paced at {fps:.1f} fps ({video.frames / fps:.0f} s)")
-        logs["live"], resources["live"] = monitored_pipeline(video, config, model, workdir, "live", interval, fps)
-    progress("sequential baselines")
+        logs["live"], resources["live"] = least_disturbed(
+            lambda: monitored_pipeline(video, config, model, workdir, "live", interval, fps), "live", tries)
     for name, detector in (("seeds", "seeds"), ("sequential", "pipeline")):
-        logs[name], resources[name] = monitored_sequential(video, config, model, workdir, name, detector, interval)
+        progress(f"sequential baseline: {name}")
+        logs[name], resources[name] = least_disturbed(
+            lambda: monitored_sequential(video, config, model, workdir, name, detector, interval), name, tries)
     return logs, resources
 
 
@@ -270,7 +312,7 @@ def run(args: argparse.Namespace, settings: Settings, workdir: Path, argv: Seque
     results["startup"] = measure_startup_runs(video, model, args, workdir, settings.startup_repeats)
     logs, resources = measure_runs(args, settings, video, config, model, workdir)
     progress("decode only")
-    decode = decode_report(video, config, settings.decode_repeats, settings.warmup_frames)
+    decode = decode_report(video, config, settings)
     progress("full-resolution Haar reference for recall")
     reference = reference_faces(video, config.detector, settings.recall_scale_factor, settings.recall_min_size)
     results["variants"], results["ratios"] = compare(logs, resources, decode, reference, settings.warmup_frames)

@@ -15,7 +15,8 @@ from benchmarks.stats import summarize
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024  # bytes
-TREE_REFRESH_SAMPLES = 5  # look for new child processes every this many samples (scanning /proc is the costly part)
+TREE_REFRESH_SAMPLES = 5  # look for new child processes every this many samples (scanning /proc is costly)
+MEMORY_EVERY_SAMPLES = 3  # PSS every this many samples: the kernel walks page tables for it (~1 ms a process)
 
 
 @dataclass
@@ -77,7 +78,7 @@ def default_name(process: psutil.Process, root_pid: int) -> str:
 
 
 class ProcessMonitor:
-    """Samples a process and all its descendants every ``interval_s`` until stopped.
+    """Samples a process and all its descendants every ``interval_s`` (memory every few samples) until stopped.
 
     Children that start later are picked up at the next sample; ``names`` maps pids to
     the names to report (e.g. the pipeline's worker names), filled in at any time.
@@ -118,7 +119,7 @@ class ProcessMonitor:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-        self.sample()
+        self.sample(final=True)
         self.stopped = time.perf_counter()
         self._system_busy_stop = system_busy_s()
 
@@ -138,18 +139,19 @@ class ProcessMonitor:
         self._samples_taken += 1
         return self._tree
 
-    def sample(self) -> None:
+    def sample(self, final: bool = False) -> None:
         cpu_start = time.thread_time()
         now = time.perf_counter()
         # CPU% over a short interval (the final sample at stop) is mostly clock-tick quantization.
         full_interval = self._last_sample is not None and now - self._last_sample >= self.interval_s / 2
+        measure_memory = final or self._samples_taken % MEMORY_EVERY_SAMPLES == 0
         total_mem, total_cpu = 0, 0.0
         for process in self.processes():
             try:
                 with process.oneshot():
                     cpu_pct = process.cpu_percent(interval=None)
                     cpu_s = cpu_seconds(process)
-                mem, kind = memory_bytes(process)
+                mem, kind = memory_bytes(process) if measure_memory else (0, self.memory_kind)
             except (psutil.NoSuchProcess, psutil.ZombieProcess):
                 continue
             self.memory_kind = kind
@@ -164,11 +166,13 @@ class ProcessMonitor:
                 self.traces[process.pid] = trace
             elif full_interval:  # (a handle's first cpu_percent is always 0: it has no interval yet)
                 trace.cpu_pct.append(cpu_pct)
-            trace.mem_bytes.append(mem)
+            if measure_memory:
+                trace.mem_bytes.append(mem)
             trace.last_seen, trace.last_cpu_s = now, cpu_s
             total_mem += mem
             total_cpu += cpu_pct
-        self.total_mem_bytes.append(total_mem)
+        if measure_memory:
+            self.total_mem_bytes.append(total_mem)
         if full_interval:
             self.total_cpu_pct.append(total_cpu)
         self._last_sample = now
@@ -185,7 +189,8 @@ class ProcessMonitor:
         other_s = max(0.0, self._system_busy_stop - self._system_busy_start - cpu_s)
         return {
             "interval_s": self.interval_s,
-            "samples": len(self.total_mem_bytes),
+            "samples": self._samples_taken,
+            "memory_samples": len(self.total_mem_bytes),
             "memory_kind": self.memory_kind,
             "cores": psutil.cpu_count(logical=True),
             "overhead_cpu_pct": 100.0 * self.overhead_cpu_s / span if span > 0 else float("nan"),

@@ -20,7 +20,7 @@ from edge.config import Config, override
 from edge.detect import FaceDetector, crop_faces, load_cascade, xywh_to_xyxy
 from edge.pipeline import Pipeline
 from edge.results import Faces, FrameResult
-from edge.run import Presenter
+from edge.run import Presenter, parse_args
 
 SEEDS_SCALE_FACTOR = 1.3  # the seeds' detectMultiScale(gray, 1.3, 5) on the full frame
 SEEDS_MIN_NEIGHBORS = 5
@@ -55,9 +55,10 @@ class FrameLog:
         return self.finished - self.started
 
 
-def outputs(workdir: Path, name: str) -> argparse.Namespace:
-    """The CLI arguments of a headless run writing an annotated video and JSON Lines events."""
-    return argparse.Namespace(output=workdir / f"{name}.mp4", events=workdir / f"{name}.jsonl", headless=True)
+def outputs(source: Path, workdir: Path, name: str) -> argparse.Namespace:
+    """The CLI's own arguments for `python -m edge.run --source S --headless --output V --events E`."""
+    return parse_args(["--source", str(source), "--headless", "--output", str(workdir / f"{name}.mp4"),
+                       "--events", str(workdir / f"{name}.jsonl")])
 
 
 def decode_only(path: Path, config: Config) -> FrameLog:
@@ -94,7 +95,7 @@ def sequential(path: Path, config: Config, model: Path, workdir: Path, name: str
     info, labels = classifier.info, classifier.labels
     source = VideoSource(str(path), config.capture, live=False)
     runner = SimpleNamespace(labels=labels, source=source, dropped=0)  # what Presenter reads of a Pipeline
-    presenter = Presenter(runner, outputs(workdir, name), config)
+    presenter = Presenter(runner, outputs(path, workdir, name), config)
     index = 0
     try:
         while True:
@@ -132,7 +133,7 @@ def pipelined(path: Path, config: Config, model: Path, workdir: Path, name: str,
     if paced_fps:  # a live source; at the end of the file it is over, not stalled: no reopening
         config = override(config, "capture", live="yes", reopen_attempts=0)
     pipeline = Pipeline(str(path), config, model=model)
-    presenter = Presenter(pipeline, outputs(workdir, name), config)
+    presenter = Presenter(pipeline, outputs(path, workdir, name), config)
 
     def on_result(frame: np.ndarray, result: FrameResult, runner: Pipeline) -> bool:
         keep = presenter(frame, result, runner)
