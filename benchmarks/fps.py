@@ -27,6 +27,7 @@ if str(REPO_ROOT) not in sys.path:  # `python benchmarks/fps.py` from anywhere
 
 from benchmarks.classifier import classifier_bench  # noqa: E402
 from benchmarks.floatmodel import cached_float_model  # noqa: E402
+from benchmarks.markdown import benchmarks_markdown  # noqa: E402
 from benchmarks.media import BenchVideo, bench_video, reference_faces  # noqa: E402
 from benchmarks.procmon import ProcessMonitor, wait_until_quiet  # noqa: E402
 from benchmarks.report import BUSY_OTHER_CPU_PCT, text_report, variant_report  # noqa: E402
@@ -80,6 +81,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="fresh CLI runs timed to the first frame (0 = skip)")
     parser.add_argument("--json", type=Path, help="write every figure as JSON")
     parser.add_argument("--plot", type=Path, help="write latency histogram and timelines as PNG")
+    parser.add_argument("--markdown", type=Path, help="write the figures as Markdown (BENCHMARKS.md)")
     parser.add_argument("--workdir", type=Path, help="keep the looped clip and the outputs here (default: temporary)")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="first wait up to this long for the machine's CPUs to be idle (shared machines)")
@@ -360,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text_report(results))
     if args.json:
         args.json.write_text(json.dumps(json_safe(results), indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(benchmarks_markdown(results) + "\n")
     return 0
 
 

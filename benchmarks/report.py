@@ -1,4 +1,4 @@
-"""Turning frame logs into the results dict, and the results dict into a readable table."""
+"""Turning frame logs into the results dict, and the results dict into readable tables (text or Markdown)."""
 
 from __future__ import annotations
 
@@ -39,9 +39,12 @@ def fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Plain-text columns: first column left-aligned, the rest right-aligned."""
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], markdown: bool = False) -> str:
+    """Columns, first left-aligned and the rest right-aligned: plain text, or a Markdown table."""
     cells = [list(headers)] + [[fmt(c) if not isinstance(c, str) else c for c in row] for row in rows]
+    if markdown:
+        rule = ["---"] + ["--:"] * (len(headers) - 1)
+        return "\n".join("| " + " | ".join(row) + " |" for row in [cells[0], rule, *cells[1:]])
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = []
     for n, row in enumerate(cells):
@@ -59,7 +62,7 @@ VARIANT_TITLES = {
 }
 
 
-def throughput_table(results: dict[str, Any]) -> str:
+def throughput_table(results: dict[str, Any], markdown: bool = False) -> str:
     rows = []
     for key, title in VARIANT_TITLES.items():
         v = results["variants"].get(key)
@@ -72,81 +75,119 @@ def throughput_table(results: dict[str, Any]) -> str:
         rows.append([title, v["frames"], v["fps"], v["wall_fps"], total.get("p50"), total.get("p99"),
                      fmt(recall, 3), res.get("cpu_mean_pct"), res.get("mem_peak_mb"), other])
     return table(["variant", "frames", "frames/s", "wall f/s", "p50 ms", "p99 ms", "recall", "CPU %", "PSS MB",
-                  "others' CPU %"], rows)
+                  "others' CPU %"], rows, markdown)
 
 
-def latency_table(latency: dict[str, dict[str, float]]) -> str:
+def latency_table(latency: dict[str, dict[str, float]], markdown: bool = False) -> str:
     rows = [[stage, s["mean"], s["p50"], s["p95"], s["p99"], s["max"]] for stage, s in latency.items()]
-    return table(["stage (ms)", "mean", "p50", "p95", "p99", "max"], rows)
+    return table(["stage (ms)", "mean", "p50", "p95", "p99", "max"], rows, markdown)
 
 
-def resources_table(resources: dict[str, Any]) -> str:
-    rows = [[p["name"], p["pid"], p["cpu_mean_pct"], p["cpu_peak_pct"], p["mem_peak_mb"]] for p in resources["processes"]]
+def resources_table(resources: dict[str, Any], markdown: bool = False) -> str:
+    rows = [[p["name"], p["pid"], p["cpu_mean_pct"], p["cpu_peak_pct"], p["mem_peak_mb"]]
+            for p in resources["processes"]]
     total = resources["total"]
     rows.append(["all processes", "", total["cpu_mean_pct"], total["cpu_peak_pct"], total["mem_peak_mb"]])
     kind = resources["memory_kind"].upper()
-    return (table(["process", "pid", "CPU % mean", "CPU % peak", f"{kind} peak MB"], rows)
-            + f"\n(CPU % of one core; {resources['cores']} cores; sampled every {resources['interval_s']:g} s; "
+    return (table(["process", "pid", "CPU % mean", "CPU % peak", f"{kind} peak MB"], rows, markdown)
+            + ("\n\n" if markdown else "\n")
+            + f"(CPU % of one core; {resources['cores']} cores; CPU sampled every {resources['interval_s']:g} s; "
               f"the sampling itself used {fmt(resources.get('overhead_cpu_pct'))} % in main; "
               f"other processes on the machine used {fmt(resources.get('other_cpu_pct'))} %)")
 
 
-def classifier_table(bench: dict[str, Any]) -> str:
+def classifier_table(bench: dict[str, Any], markdown: bool = False) -> str:
     rows = [[r["role"], r["model"], r["input_dtype"], r["size_kb"], r["threads"], f"{r['median_ms']:.3f}",
              f"{r['p99_ms']:.3f}"] for r in bench["rows"]]
-    return table(["role", "model", "input", "KB", "threads", "median ms", "p99 ms"], rows)
+    return table(["role", "model", "input", "KB", "threads", "median ms", "p99 ms"], rows, markdown)
 
 
-def targets_table(rows: list[dict[str, Any]]) -> str:
+def targets_table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
     verdict = {True: "met", False: "NOT MET", None: "not measured"}
     return table(["target", "required", "measured", "verdict"],
                  [[r["name"], r["target"], fmt(r["measured"], 3 if r["unit"] in ("", "s", "x") else 1),
-                   verdict[r["met"]]] for r in rows])
+                   verdict[r["met"]]] for r in rows], markdown)
 
 
-def text_report(results: dict[str, Any]) -> str:
-    """Everything measured, as tables."""
-    meta, video, settings = results["meta"], results["video"], results["settings"]
-    ratios = results["ratios"]
-    parts = [
+def heading(title: str, markdown: bool) -> str:
+    return f"### {title}\n" if markdown else title
+
+
+def summary_lines(results: dict[str, Any]) -> list[str]:
+    meta, video = results["meta"], results["video"]
+    return [
         f"{meta['date']}  {meta['cpu_model']}  ({meta['cores']} cores, load {fmt(meta.get('load_1m_at_start'), 2)} "
         f"at start)  commit {meta['commit']}",
         f"source {video['original']}: {video['width']}x{video['height']} {video['codec']} {video['fps']:.1f} fps, "
         f"{video['clip_frames']} frames x {video['loop']} = {video['frames']} frames"
         + ("" if video["bit_exact"] else " (loop re-encoded)"),
         f"model {results['model']}",
-        "",
-        f"Throughput (frames/s after {settings['warmup_frames']} warm-up frames; wall f/s includes start-up; "
-        "latency = capture to rendered)",
-        throughput_table(results),
-        f"pipeline / seeds baseline {fmt(ratios['pipeline_over_seeds'], 2)}x, "
-        f"pipeline / sequential with its detector {fmt(ratios['pipeline_over_sequential'], 2)}x, "
-        f"pipeline / decode {fmt(ratios['pipeline_over_decode'], 3)}",
     ]
+
+
+def throughput_section(results: dict[str, Any], markdown: bool) -> list[str]:
+    ratios, warmup = results["ratios"], results["settings"]["warmup_frames"]
+    return [heading(f"Throughput (frames/s after {warmup} warm-up frames; wall f/s includes start-up; "
+                    "latency = capture to rendered)", markdown),
+            throughput_table(results, markdown),
+            ("\n" if markdown else "")
+            + f"pipeline / seeds baseline {fmt(ratios['pipeline_over_seeds'], 2)}x, "
+              f"pipeline / sequential with its detector {fmt(ratios['pipeline_over_sequential'], 2)}x, "
+              f"pipeline / decode {fmt(ratios['pipeline_over_decode'], 3)}"]
+
+
+def pipeline_section(results: dict[str, Any], markdown: bool) -> list[str]:
     pipeline = results["variants"].get("pipeline")
-    if pipeline:
-        parts += ["", "Pipeline per-stage latency", latency_table(pipeline["latency_ms"]),
-                  "", "Pipeline processes", resources_table(pipeline["resources"])]
+    if not pipeline:
+        return []
+    parts = ["", heading("Pipeline per-stage latency", markdown), latency_table(pipeline["latency_ms"], markdown),
+             "", heading("Pipeline processes", markdown), resources_table(pipeline["resources"], markdown)]
     startup = results.get("startup")
     if startup:
-        parts += ["", f"Start-up: command start to first processed frame, median {fmt(startup['median_s'], 3)} s "
-                      f"(runs: {', '.join(fmt(s, 3) for s in startup['runs_s'])}); in-process Pipeline.run to first "
-                      f"frame {fmt(pipeline.get('run_first_frame_s') if pipeline else None, 3)} s"]
+        parts += ["", heading("Start-up", markdown),
+                  f"command start to first processed frame, median {fmt(startup['median_s'], 3)} s "
+                  f"(runs: {', '.join(fmt(s, 3) for s in startup['runs_s'])}); in-process Pipeline.run to first "
+                  f"frame {fmt(pipeline.get('run_first_frame_s'), 3)} s"]
+    return parts
+
+
+def live_section(results: dict[str, Any], markdown: bool) -> list[str]:
     live = results.get("live")
-    if live:
-        parts += ["", f"Live replay at {live['fps_target']:.1f} fps: {live['frames_done']} of {live['frames_read']} "
-                      f"frames processed, {live['dropped']} dropped by the pipeline, {live['source_skipped']} skipped "
-                      f"at the source (drop rate {live['drop_rate']:.2%}), {fmt(live['fps'])} frames/s",
-                  latency_table(live["latency_ms"]), resources_table(live["resources"])]
+    if not live:
+        return []
+    return ["", heading(f"Live replay at {live['fps_target']:.1f} fps", markdown),
+            f"{live['frames_done']} of {live['frames_read']} frames processed, {live['dropped']} dropped by the "
+            f"pipeline, {live['source_skipped']} skipped at the source (drop rate {live['drop_rate']:.2%}), "
+            f"{fmt(live['fps'])} frames/s; capture = waiting for the camera's next frame" + ("\n" if markdown else ""),
+            latency_table(live["latency_ms"], markdown), "", resources_table(live["resources"], markdown)]
+
+
+def classifier_section(results: dict[str, Any], markdown: bool) -> list[str]:
     bench = results.get("classifier")
-    if bench and bench.get("rows"):
-        agreement = ", ".join(f"{k} {v:.1%}" for k, v in bench["top1_agreement"].items())
-        parts += ["", f"Classifier, per face, {bench['crops']} real crops (top-1 agreement with "
-                      f"{bench['reference']}: {agreement})", classifier_table(bench)]
-    parts += ["", "Targets", targets_table(results["targets"])]
+    if not bench or not bench.get("rows"):
+        return []
+    agreement = ", ".join(f"{k} {v:.1%}" for k, v in bench["top1_agreement"].items())
+    return ["", heading(f"Classifier alone, per face, {bench['crops']} real crops (top-1 agreement with "
+                        f"{bench['reference']}: {agreement})", markdown), classifier_table(bench, markdown)]
+
+
+def disturbance_warning(results: dict[str, Any]) -> list[str]:
     busiest = max((v.get("resources", {}).get("other_cpu_pct") or 0.0 for v in results["variants"].values()),
                   default=0.0)
-    if busiest > BUSY_OTHER_CPU_PCT:
-        parts.append(f"warning: other processes used up to {busiest:.0f} % CPU during the runs; "
-                     "the figures are skewed; measure again on a quiet machine")
+    if busiest <= BUSY_OTHER_CPU_PCT:
+        return []
+    return ["", f"warning: other processes used up to {busiest:.0f} % CPU during the runs; "
+                "the figures are skewed; measure again on a quiet machine"]
+
+
+def text_report(results: dict[str, Any], markdown: bool = False) -> str:
+    """Everything measured, as plain-text tables or as Markdown."""
+    summary = summary_lines(results)
+    parts = ["  \n".join(summary) if markdown else "\n".join(summary), ""]
+    parts += throughput_section(results, markdown)
+    parts += pipeline_section(results, markdown)
+    parts += live_section(results, markdown)
+    parts += classifier_section(results, markdown)
+    parts += ["", heading("Targets", markdown), targets_table(results["targets"], markdown)]
+    parts += disturbance_warning(results)
     return "\n".join(parts)

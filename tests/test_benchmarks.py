@@ -181,7 +181,8 @@ def test_fps_smoke_run_writes_every_section(data, tmp_path):
     out = tmp_path / "bench.json"
     command = [sys.executable, "benchmarks/fps.py", "--source", str(data / "single_face.mp4"), "--loop", "1",
                "--model", str(model), "--live", "--classifier", "--float-model", str(float_copy), "--threads", "1",
-               "--startup-repeats", "1", "--json", str(out), "--workdir", str(tmp_path / "work")]
+               "--startup-repeats", "1", "--json", str(out), "--markdown", str(tmp_path / "BENCH.md"),
+               "--workdir", str(tmp_path / "work")]
     environment = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S, env=environment)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -220,3 +221,5 @@ def test_fps_smoke_run_writes_every_section(data, tmp_path):
     assert all(0 < r["median_ms"] <= r["p99_ms"] for r in bench["rows"])
     assert bench["top1_agreement"]["quantized"] == 1.0  # the stand-in is the same model
     assert [t["name"] for t in results["targets"]] == [t.name for t in TARGETS]
+    markdown = (tmp_path / "BENCH.md").read_text()
+    assert "## Targets" in markdown and "| pipeline (multi-process) | 72 |" in markdown
