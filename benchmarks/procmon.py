@@ -94,6 +94,8 @@ class ProcessMonitor:
         self.memory_kind = "pss"
         self._handles: dict[int, psutil.Process] = {}
         self._tree: list[psutil.Process] = []
+        self._last_refresh: float | None = None  # perf_counter of the latest look for children
+        self._previous_refresh: float | None = None  # ... and of the one before
         self._samples_taken = 0
         self.overhead_cpu_s = 0.0  # CPU time the sampling itself took, in the measured process
         self._stop = threading.Event()
@@ -130,6 +132,7 @@ class ProcessMonitor:
     def processes(self) -> list[psutil.Process]:
         """The root and its descendants, reusing handles so cpu_percent measures since the last sample."""
         if self._samples_taken % TREE_REFRESH_SAMPLES == 0:
+            self._previous_refresh, self._last_refresh = self._last_refresh, time.perf_counter()
             try:
                 root = self._handles.setdefault(self.root_pid, psutil.Process(self.root_pid))
                 found = [root] + root.children(recursive=True)
@@ -157,11 +160,11 @@ class ProcessMonitor:
             self.memory_kind = kind
             trace = self.traces.get(process.pid)
             if trace is None:
-                # A process first seen after the first sample was born since the previous one:
-                # count all of its CPU time, from the previous sample on.
-                born_here = self._last_sample is not None
+                # A process first seen after the first sample was born since the previous look
+                # for children: count all of its CPU time, from that look on.
+                born_here = self._previous_refresh is not None
                 trace = ProcessTrace(process.pid, default_name(process, self.root_pid),
-                                     first_seen=self._last_sample if born_here else now,
+                                     first_seen=self._previous_refresh if born_here else now,
                                      first_cpu_s=0.0 if born_here else cpu_s)
                 self.traces[process.pid] = trace
             elif full_interval:  # (a handle's first cpu_percent is always 0: it has no interval yet)
