@@ -281,17 +281,15 @@ def test_architecture_parameter_counts(arch: str, classes: int, side: int, param
     assert model.input_shape == (None, side, side, 1) and model.output_shape == (None, classes)
 
 
-@pytest.mark.parametrize("arch", ["mini_xception", "cnn1m", "vgg_bn", "cnn4block"])
-def test_every_architecture_takes_a_training_step_at_its_default_size(arch: str) -> None:
-    """Guards the 64x64 mini-Xception against TF's oneDNN crash on strided 1x1 convolution gradients."""
+def test_mini_xception_trains_at_64_pixels() -> None:
+    """Guards against TF 2.21's oneDNN segfault on the gradient of a strided 1x1 convolution at 64x64."""
     import keras
 
-    from train.models import ARCHITECTURES, build_model
+    from train.models import build_model
 
-    side = ARCHITECTURES[arch].side
-    model = build_model(arch, 7, side)
+    model = build_model("mini_xception", 7, 64)
     model.compile(optimizer="adam", loss="categorical_crossentropy")
-    x = np.random.default_rng(0).random((8, side, side, 1), dtype=np.float32)
+    x = np.random.default_rng(0).random((8, 64, 64, 1), dtype=np.float32)
     y = keras.utils.to_categorical(np.arange(8) % 7, 7)
     assert np.isfinite(model.train_on_batch(x, y))
 

@@ -324,7 +324,7 @@ def load_image_folder(root: str | Path, classes: str = "7", side: int = 48) -> D
         raise DataError(f"{root}: no images of the {len(class_set.labels)}-class set found")
     log.info("read %d images from %s", len(images), root)
     return Dataset(np.stack(images), np.array(labels, dtype=np.int64), np.array(splits), class_set.labels,
-                   source=f"image folder {root.name}")
+                   source=f"image folder '{root.name}'")
 
 
 def load_dataset(data: str | Path, ferplus: str | Path | None = None, classes: str = "7", side: int = 48,

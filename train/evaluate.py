@@ -17,7 +17,7 @@ from train.data import FERPLUS_VOTES, SPLITS, Dataset, class_set_for_labels, loa
 from train.metrics import evaluate_predictions
 from train.report import plot_confusion_matrix, write_json
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("train.evaluate")  # also when run as __main__
 
 METRICS_FILE = "metrics.json"
 CONFUSION_FILE = "confusion_matrix.png"

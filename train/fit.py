@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -179,14 +178,8 @@ def train(data: Dataset, config: TrainConfig, out: str | Path, resume: bool = Fa
     info = model_info(data, config)
     log.info("splits: %d training, %d %s (validation), %d %s (evaluation)", len(train_set), len(val_set),
              config.val_split, len(test_set), config.eval_split)
-    if resume:
-        model = keras.models.load_model(out / LAST_FILE)
-        log.info("resuming %s after epoch %d (best %s %.4f)", out / LAST_FILE, first_epoch, MONITOR, best or 0)
-    else:
-        model = build_model(config.arch, len(data.classes), data.side)
-        compile_model(model, config)
+    model = load_or_build_model(out, config, data, resume)
     write_distribution(train_set, config, out)
-    started = time.perf_counter()
     if first_epoch < config.epochs:
         model.fit(FaceBatches(train_set, info, config, first_epoch), shuffle=False,
                   validation_data=(info.normalize(val_set.images)[..., None], val_set.targets()),
@@ -194,18 +187,33 @@ def train(data: Dataset, config: TrainConfig, out: str | Path, resume: bool = Fa
                   callbacks=callbacks(out, config, identity, resume, best, best_epoch), verbose=verbose)
     else:
         log.info("%s already trained %d epochs; evaluating", out, first_epoch)
-    seconds = time.perf_counter() - started
+    return finish(model, test_set, info, config, out, device)
+
+
+def load_or_build_model(out: Path, config: TrainConfig, data: Dataset, resume: bool) -> Any:
+    """The last epoch's model and optimizer when resuming, else a fresh compiled model."""
+    if resume:
+        log.info("resuming from %s", out / LAST_FILE)
+        return keras.models.load_model(out / LAST_FILE)
+    model = build_model(config.arch, len(data.classes), data.side)
+    compile_model(model, config)
+    return model
+
+
+def finish(model: Any, test_set: Dataset, info: ModelInfo, config: TrainConfig, out: Path,
+           device: str) -> dict[str, Any]:
+    """Best weights -> learning curves, evaluation report, model.keras and model.json."""
     state = json.loads((out / STATE_FILE).read_text())
     if (out / BEST_WEIGHTS_FILE).is_file():
         model.load_weights(out / BEST_WEIGHTS_FILE)
     plot_learning_curves(out / LOG_FILE, out / CURVES_FILE)
     metrics = evaluate_split(model, test_set, info, config.eval_split, out)
-    provenance = {"dataset": data.source, "arch": config.arch, "epochs": state["epochs_done"],
+    provenance = {"dataset": test_set.source, "arch": config.arch, "epochs": state["epochs_done"],
                   "best_epoch": (state["best_epoch"] or 0) + 1, "accuracy": round(metrics["accuracy"], 4),
                   "macro_f1": round(metrics["macro_f1"], 4), "eval_split": config.eval_split,
-                  "val_accuracy": state["best_val_accuracy"], "loss": config.loss, "balance": config.balance,
-                  "soft_labels": data.soft is not None, "augment": config.augment is not None,
-                  "seed": config.seed, "device": device, "train_seconds": round(seconds, 1),
+                  "val_split": config.val_split, "val_accuracy": state["best_val_accuracy"],
+                  "loss": config.loss, "balance": config.balance, "soft_labels": state["soft_labels"],
+                  "augment": config.augment is not None, "seed": config.seed, "device": device,
                   "keras": keras.__version__}
     save_inference_model(model, out / MODEL_FILE)
     save_model_info(replace(info, provenance=provenance), out / MODEL_FILE)

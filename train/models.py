@@ -1,28 +1,28 @@
-"""The CNN architectures by name: the seeds' three CNNs and a mini-Xception, for grayscale faces.
+"""The CNN architectures by name: the seeds' three CNNs and a mini-Xception, for grayscale faces."""
 
-Keras is imported inside the builders so that argument checking does not pay TensorFlow's import.
-
-Reconstruction notes (where the seed texts left a choice open):
-- ``cnn1m`` (seed 002, 5 classes, 1,004,805 parameters at 48x48): layer order, sizes and counts are
-  the seed's printed summary. Its dropout rates and activation are not printed; we use ReLU, 0.25
-  after the second conv and 0.5 after the first dense layer.
-- ``vgg_bn`` (seed 003, "VGG-like, 1.2M trainable, batch norm"): five blocks of two 3x3 convs
-  (32, 64, 64, 128, 128 filters, ReLU then batch norm) with 2x2 max pooling, two dense 512 layers
-  with dropout 0.6, at 64x64 input; 1,186,536 trainable parameters with 8 classes. The seed's output
-  bias of -2 served its sigmoid focal loss and is left out for the softmax output here.
-- ``cnn4block`` (seed 004): 64 3x3, 128 5x5, 512 3x3, 512 3x3 conv blocks (batch norm, ReLU, 2x2 max
-  pool, dropout 0.25), dense 256 and 512 (batch norm, ReLU, dropout 0.25). The padding is not stated;
-  we use "same", which gives the 4,478,727 parameters of the well-known Keras version at 48x48.
-- ``mini_xception``: the mini-Xception of Arriaga et al. used by the ``fer`` package (8-filter stem,
-  four depthwise-separable residual modules of 16/32/64/128 filters, global average pooling), 64x64
-  input; 58,423 parameters with 7 classes at any input size. L2 0.01 sits on the two stem convs only:
-  the original also passed it to its separable convs as ``kernel_regularizer``, which Keras 2 ignored
-  there (they have depthwise/pointwise kernels), so the model it trained had none on them either.
-  The residual branches' 1x1 stride-2 convolutions are written as a 1x1 stride-2 subsample (max pool
-  of size 1) followed by a 1x1 convolution: the same function and weights, but TensorFlow 2.21's
-  oneDNN CPU kernel for the gradient of a strided 1x1 convolution segfaults on inputs of about 56 px
-  and more (measured: 60x60 and 64x64 crash, 44x44 and 48x48 do not), which a 64x64 mini-Xception hits.
-"""
+# Keras is imported inside the builders so that argument checking does not pay TensorFlow's import.
+#
+# Reconstruction notes (where the seed texts left a choice open):
+# - ``cnn1m`` (seed 002, 5 classes, 1,004,805 parameters at 48x48): layer order, sizes and counts are
+#   the seed's printed summary. Its dropout rates and activation are not printed; we use ReLU, 0.25
+#   after the second conv and 0.5 after the first dense layer.
+# - ``vgg_bn`` (seed 003, "VGG-like, 1.2M trainable, batch norm"): five blocks of two 3x3 convs
+#   (32, 64, 64, 128, 128 filters, ReLU then batch norm) with 2x2 max pooling, two dense 512 layers
+#   with dropout 0.6, at 64x64 input; 1,186,536 trainable parameters with 8 classes. The seed's output
+#   bias of -2 served its sigmoid focal loss and is left out for the softmax output here.
+# - ``cnn4block`` (seed 004): 64 3x3, 128 5x5, 512 3x3, 512 3x3 conv blocks (batch norm, ReLU, 2x2 max
+#   pool, dropout 0.25), dense 256 and 512 (batch norm, ReLU, dropout 0.25). The padding is not stated
+#   (its summary is only an image link); we use "same": 4,478,727 parameters at 48x48 with 7 classes.
+# - ``mini_xception``: the mini-Xception of Arriaga et al. used by the ``fer`` package (8-filter stem,
+#   four depthwise-separable residual modules of 16/32/64/128 filters, global average pooling), 64x64
+#   input; 58,423 parameters with 7 classes at any input size. L2 0.01 sits on the two stem convs only:
+#   the original also passed it to its separable convs, but as ``kernel_regularizer``, which Keras 2's
+#   SeparableConv2D (depthwise/pointwise kernels, own regularizer arguments) does not apply as far as
+#   we can read its code, so the model it trained most likely had none there either.
+#   The residual branches' 1x1 stride-2 convolutions are written as a 1x1 stride-2 subsample (max pool
+#   of size 1) followed by a 1x1 convolution: the same function and weights, but TensorFlow 2.21's
+#   oneDNN CPU kernel for the gradient of a strided 1x1 convolution segfaults on inputs of about 56 px
+#   and more (measured: 60x60 and 64x64 crash, 44x44 and 48x48 do not), which a 64x64 mini-Xception hits.
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
-"""Synthetic FER2013 / FER+ CSV files with learnable class patterns, for smoke tests without the real data.
+"""Synthetic FER2013 / FER+ CSV files with learnable class patterns, for smoke tests without the real data."""
 
-`python -m train.synthetic --out DIR` writes DIR/fer2013.csv and DIR/fer2013new.csv in the real formats.
-Each class is a different shape (bar, blob, ring, gradient, cross...) on a noisy background, drawn
-left-right symmetric so that flip augmentation keeps the class. Nothing here looks like a face.
-"""
+# `python -m train.synthetic --out DIR` writes DIR/fer2013.csv and DIR/fer2013new.csv in the real formats.
+# Each class is a different shape (bar, blob, ring, gradient, cross...) on a noisy background, drawn
+# left-right symmetric so that flip augmentation keeps the class. Nothing here looks like a face.
 
 from __future__ import annotations
 
