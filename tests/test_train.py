@@ -1,4 +1,4 @@
-"""train/: data parsing and FER+ votes, metrics, imbalance, augmentation, focal loss, architectures, a real CLI run."""
+"""train/: data and FER+ votes, metrics, imbalance, augmentation, focal loss, architectures, a real CLI run."""
 
 from __future__ import annotations
 

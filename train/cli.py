@@ -42,21 +42,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     data.add_argument("--eval-split", choices=SPLITS[1:], default="PrivateTest",
                       help="split to report on; the other test split selects the best epoch")
     model = parser.add_argument_group("model")
-    model.add_argument("--arch", choices=tuple(ARCHITECTURES), default="mini_xception")
+    model.add_argument("--arch", choices=tuple(ARCHITECTURES), default="mini_xception",
+                       help="network (default mini_xception; see train/README.md)")
     model.add_argument("--input-size", type=int, choices=INPUT_SIDES,
                        help="input side in pixels (default: the architecture's, 48 or 64)")
     model.add_argument("--face-margin", type=float, default=0.0,
                        help="face_margin recorded in model.json (0: FER2013 crops are tight)")
     fit = parser.add_argument_group("training")
-    fit.add_argument("--epochs", type=int, default=50)
-    fit.add_argument("--batch-size", type=int, default=64)
-    fit.add_argument("--lr", type=float, default=1e-3, help="Adam's initial learning rate")
-    fit.add_argument("--patience", type=int, default=10, help="early stopping patience, epochs")
-    fit.add_argument("--balance", choices=BALANCE_MODES, default="none", help="class-imbalance handling")
-    fit.add_argument("--loss", choices=LOSSES, default="crossentropy")
-    fit.add_argument("--focal-gamma", type=float, default=2.0)
+    fit.add_argument("--epochs", type=int, default=50, help="epochs in all, counting resumed ones (default 50)")
+    fit.add_argument("--batch-size", type=int, default=64, help="(default 64)")
+    fit.add_argument("--lr", type=float, default=1e-3, help="Adam's initial learning rate (default 0.001)")
+    fit.add_argument("--patience", type=int, default=10,
+                     help="epochs without a better validation accuracy before stopping (default 10)")
+    fit.add_argument("--balance", choices=BALANCE_MODES, default="none",
+                     help="class-imbalance handling (default none)")
+    fit.add_argument("--loss", choices=LOSSES, default="crossentropy", help="(default crossentropy)")
+    fit.add_argument("--focal-gamma", type=float, default=2.0, help="focal loss focusing parameter (default 2)")
     fit.add_argument("--no-augment", action="store_true", help="train without on-the-fly augmentation")
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--seed", type=int, default=0, help="seeds weights, batch order and augmentation (default 0)")
     parser.add_argument("--out", type=Path, required=True, help="run folder for the model, log and report")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")

@@ -67,19 +67,25 @@ def build_model(arch: str, num_classes: int, side: int | None = None) -> Any:
     return model
 
 
+def batch_norm() -> Any:
+    from keras import layers
+
+    return layers.BatchNormalization(momentum=BN_MOMENTUM)
+
+
 def cnn1m(input_shape: tuple[int, int, int], num_classes: int) -> Any:
     from keras import Input, Sequential, layers
 
     return Sequential([
         Input(input_shape),
-        layers.Conv2D(64, 3), layers.Activation("relu"), layers.BatchNormalization(momentum=BN_MOMENTUM), layers.MaxPooling2D(),
-        layers.Conv2D(128, 3), layers.Dropout(0.25), layers.Activation("relu"), layers.BatchNormalization(momentum=BN_MOMENTUM),
+        layers.Conv2D(64, 3), layers.Activation("relu"), batch_norm(), layers.MaxPooling2D(),
+        layers.Conv2D(128, 3), layers.Dropout(0.25), layers.Activation("relu"), batch_norm(),
         layers.MaxPooling2D(),
-        layers.Conv2D(256, 3), layers.Activation("relu"), layers.BatchNormalization(momentum=BN_MOMENTUM), layers.MaxPooling2D(),
-        layers.Conv2D(256, 3), layers.Activation("relu"), layers.BatchNormalization(momentum=BN_MOMENTUM), layers.MaxPooling2D(),
+        layers.Conv2D(256, 3), layers.Activation("relu"), batch_norm(), layers.MaxPooling2D(),
+        layers.Conv2D(256, 3), layers.Activation("relu"), batch_norm(), layers.MaxPooling2D(),
         layers.Flatten(),
-        layers.Dense(128), layers.Activation("relu"), layers.BatchNormalization(momentum=BN_MOMENTUM), layers.Dropout(0.5),
-        layers.Dense(64), layers.Activation("relu"), layers.BatchNormalization(momentum=BN_MOMENTUM),
+        layers.Dense(128), layers.Activation("relu"), batch_norm(), layers.Dropout(0.5),
+        layers.Dense(64), layers.Activation("relu"), batch_norm(),
         layers.Dense(num_classes), layers.Activation("softmax"),
     ], name="cnn1m")
 
@@ -91,7 +97,7 @@ def vgg_bn(input_shape: tuple[int, int, int], num_classes: int) -> Any:
     for filters in (32, 64, 64, 128, 128):
         for _ in range(2):
             model.add(layers.Conv2D(filters, 3, padding="same", activation="relu"))
-            model.add(layers.BatchNormalization(momentum=BN_MOMENTUM))
+            model.add(batch_norm())
         model.add(layers.MaxPooling2D())
     model.add(layers.Flatten())
     for _ in range(2):
@@ -107,14 +113,14 @@ def cnn4block(input_shape: tuple[int, int, int], num_classes: int) -> Any:
     model = Sequential([Input(input_shape)], name="cnn4block")
     for filters, kernel in ((64, 3), (128, 5), (512, 3), (512, 3)):
         model.add(layers.Conv2D(filters, kernel, padding="same"))
-        model.add(layers.BatchNormalization(momentum=BN_MOMENTUM))
+        model.add(batch_norm())
         model.add(layers.Activation("relu"))
         model.add(layers.MaxPooling2D())
         model.add(layers.Dropout(0.25))
     model.add(layers.Flatten())
     for units in (256, 512):
         model.add(layers.Dense(units))
-        model.add(layers.BatchNormalization(momentum=BN_MOMENTUM))
+        model.add(batch_norm())
         model.add(layers.Activation("relu"))
         model.add(layers.Dropout(0.25))
     model.add(layers.Dense(num_classes, activation="softmax"))
@@ -129,18 +135,18 @@ def mini_xception(input_shape: tuple[int, int, int], num_classes: int, l2: float
     x = inputs
     for _ in range(2):
         x = layers.Conv2D(8, 3, use_bias=False, kernel_regularizer=reg)(x)
-        x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
+        x = batch_norm()(x)
         x = layers.Activation("relu")(x)
     for filters in (16, 32, 64, 128):
         # = Conv2D(filters, 1, strides=2, padding="same"): see the module notes on the oneDNN crash
         residual = layers.MaxPooling2D(1, strides=2, padding="same")(x)
         residual = layers.Conv2D(filters, 1, use_bias=False)(residual)
-        residual = layers.BatchNormalization(momentum=BN_MOMENTUM)(residual)
+        residual = batch_norm()(residual)
         x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
+        x = batch_norm()(x)
         x = layers.Activation("relu")(x)
         x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
+        x = batch_norm()(x)
         x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
         x = layers.add([x, residual])
     x = layers.Conv2D(num_classes, 3, padding="same")(x)
