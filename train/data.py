@@ -307,7 +307,7 @@ def load_image_folder(root: str | Path, classes: str = "7", side: int = 48) -> D
     class_set = class_set_of(classes)
     images, labels, splits = [], [], []
     for split, folder in split_folders(root).items():
-        for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
             name = CLASS_FOLDERS.get(class_dir.name.lower())
             if name is None:
                 raise DataError(f"{class_dir}: unknown class folder {class_dir.name!r}; "
