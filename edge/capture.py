@@ -260,7 +260,7 @@ class FrameReader(threading.Thread):
         self.free: queue.Queue[int] = queue.Queue()
         for slot in range(len(buffers)):
             self.free.put(slot)
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # send() may release a slot at once (re-entry)
         self.in_flight = 0
         self.pending: FrameTask | None = None
         self._next_seq = 0

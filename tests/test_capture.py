@@ -106,3 +106,56 @@ def test_live_reader_drops_stale_frames_and_keeps_the_newest():
     assert indexes == sorted(indexes) and len(set(indexes)) == len(indexes)  # never the same frame twice
     assert [t.seq for t in tasks] == list(range(len(tasks)))
     assert [t.first_pixel for t in tasks] == indexes
+
+
+class StallingSource(CountingSource):
+    """A live source that stops delivering after a few frames until it is reopened."""
+
+    def __init__(self, stall_after: int, reopens_that_fail: int) -> None:
+        super().__init__(frames=1000, live=True)
+        self.name = "fake camera"
+        self.stall_after, self.reopens_that_fail, self.reopens = stall_after, reopens_that_fail, 0
+
+    def read(self, out=None):
+        if self.next == self.stall_after and self.reopens <= self.reopens_that_fail:
+            return None
+        return super().read(out)
+
+    def reopen(self) -> bool:
+        self.reopens += 1
+        return self.reopens > self.reopens_that_fail
+
+
+def test_a_stalled_live_source_is_reopened_with_back_off():
+    source = StallingSource(stall_after=5, reopens_that_fail=2)
+    started = time.perf_counter()
+    tasks, reader = run_reader_with(source, CaptureConfig(reopen_attempts=5, reopen_backoff_s=0.01))
+    assert [t.index for t in tasks] == list(range(12)) and reader.error is None
+    assert source.reopens == 3
+    assert time.perf_counter() - started >= 0.01 + 0.02 + 0.04  # the waits doubled
+
+
+def test_a_live_source_that_never_comes_back_ends_with_an_error():
+    source = StallingSource(stall_after=3, reopens_that_fail=100)
+    tasks, reader = run_reader_with(source, CaptureConfig(reopen_attempts=2, reopen_backoff_s=0.01))
+    assert [t.index for t in tasks] == [0, 1, 2]
+    assert reader.error == "fake camera stopped delivering frames"
+
+
+def run_reader_with(source: Source, config: CaptureConfig, frames: int = 12) -> tuple[list, FrameReader]:
+    """Read until ``frames`` frames arrived (then stop) or the source gave up."""
+    buffers = [np.zeros(8 * 8 * 3, np.uint8) for _ in range(4)]
+    outbox: list = []
+    stop = threading.Event()
+
+    def consume(task):  # used at once, so its slot is free again
+        outbox.append(task)
+        if task is not None:
+            reader.release(task.slot)
+            if len(outbox) == frames:
+                stop.set()
+
+    reader = FrameReader(source, buffers, consume, config, stop, max_in_flight=4)
+    reader.run()  # on this thread: it returns at the end of the stream
+    assert outbox[-1] is None
+    return outbox[:-1], reader
