@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.metadata
-import json
 import logging
 import os
 import platform
@@ -32,7 +31,7 @@ from convert.tflite import (
 )
 from convert.validate import compare, latency_ms, write_report
 from edge.classify import Classifier, load_interpreter_class, make_interpreter, tensor_quant
-from edge.model import FER2013_LABELS, ModelInfo, metadata_path, save_model_info
+from edge.model import FER2013_LABELS, ModelInfo, metadata_path, read_metadata, save_model_info
 
 log = logging.getLogger(__name__)
 
@@ -111,14 +110,8 @@ def keras_sidecar(keras_path: Path) -> ModelInfo | None:
     path = metadata_path(keras_path)
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConvertError(f"model metadata {path} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConvertError(f"model metadata {path} must be a JSON object")
     log.info("read labels and normalisation from %s", path)
-    return ModelInfo.from_json(data, source=str(path))
+    return read_metadata(path)
 
 
 def model_info(request: Request, model: Any) -> ModelInfo:

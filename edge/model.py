@@ -127,6 +127,11 @@ def load_model_info(model_path: str | Path) -> ModelInfo:
             f"model metadata not found: {path} (every model needs a sidecar describing its "
             "labels, input size and normalisation; `python -m convert` writes it)"
         )
+    return read_metadata(path)
+
+
+def read_metadata(path: Path) -> ModelInfo:
+    """Parse one metadata JSON file (a .tflite's sidecar, or the one train/ writes beside model.keras)."""
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
