@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing import shared_memory
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -88,6 +88,21 @@ def parent_gone(parent_pid: int) -> bool:
     return os.getppid() != parent_pid
 
 
+def received(tasks: Any, out: Any, parent_pid: int) -> Iterator[Any]:
+    """A worker's inbox: each item until the end of the stream (passed on downstream) or the parent's death."""
+    while True:
+        try:
+            item = tasks.get(timeout=QUEUE_WAIT_S)
+        except queue.Empty:
+            if parent_gone(parent_pid):
+                return
+            continue
+        if item is None:
+            out.put(None)
+            return
+        yield item
+
+
 def detector_main(config: Config, crop_size: tuple[int, int], margin: float,
                   tasks: Any, out: Any, status: Any, parent_pid: int) -> None:
     """Detector process: frame slot -> face boxes and face crops (status messages go to the main process)."""
@@ -105,16 +120,7 @@ def detector_main(config: Config, crop_size: tuple[int, int], margin: float,
         return
     ring: FrameRing | None = None
     try:
-        while True:
-            try:
-                task = tasks.get(timeout=QUEUE_WAIT_S)
-            except queue.Empty:
-                if parent_gone(parent_pid):
-                    return
-                continue
-            if task is None:
-                out.put(None)
-                return
+        for task in received(tasks, out, parent_pid):
             if isinstance(task, tuple):  # ("ring", name, slots, capacity)
                 ring = FrameRing(task[2], task[3], name=task[1])
                 continue
@@ -145,17 +151,7 @@ def classifier_main(model_path: str, threads: int, tasks: Any, out: Any, parent_
         out.put(("error", "classifier", str(exc)))
         return
     try:
-        while True:
-            try:
-                item = tasks.get(timeout=QUEUE_WAIT_S)
-            except queue.Empty:
-                if parent_gone(parent_pid):
-                    return
-                continue
-            if item is None:
-                out.put(None)
-                return
-            task, boxes, crops = item
+        for task, boxes, crops in received(tasks, out, parent_pid):
             task.stamps["classify_start"] = time.perf_counter()
             probs = classifier.classify(crops) if len(crops) else np.zeros((0, len(classifier.labels)), np.float32)
             task.stamps["classify_end"] = time.perf_counter()
