@@ -32,7 +32,7 @@ from benchmarks.media import BenchVideo, bench_video, reference_faces  # noqa: E
 from benchmarks.procmon import ProcessMonitor, wait_until_quiet  # noqa: E402
 from benchmarks.report import BUSY_OTHER_CPU_PCT, text_report, variant_report  # noqa: E402
 from benchmarks.startup import measure_startup  # noqa: E402
-from benchmarks.stats import ratio, summarize  # noqa: E402
+from benchmarks.stats import ratio  # noqa: E402
 from benchmarks.targets import evaluate  # noqa: E402
 from benchmarks.variants import FrameLog, decode_only, pipelined, sequential  # noqa: E402
 from edge.classify import DEFAULT_MODEL  # noqa: E402
@@ -73,7 +73,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--live-fps", type=float, help="camera rate for --live (default: the file's)")
     parser.add_argument("--classifier", action="store_true", help="also time the classifier alone, float vs quantized")
     parser.add_argument("--float-model", type=Path, help="float TFLite model for --classifier")
-    parser.add_argument("--keras-model", type=Path, help="Keras model to convert to the float TFLite (needs TensorFlow)")
+    parser.add_argument("--keras-model", type=Path,
+                        help="Keras model to convert to the float TFLite (needs TensorFlow)")
     parser.add_argument("--threads", type=int, nargs="+", default=list(Settings.classifier_threads),
                         help="classifier thread counts for --classifier")
     parser.add_argument("--warmup", type=int, default=Settings.warmup_frames, help="warm-up frames left out")

@@ -56,7 +56,7 @@ def evaluate(results: dict[str, Any], targets: tuple[Target, ...] = TARGETS) -> 
     rows = []
     for target in targets:
         value = lookup(results, target.key)
-        rows.append({"name": target.name, "key": target.key, "target": f"{target.op} {target.limit:g} {target.unit}".strip(),
-                     "measured": None if math.isnan(value) else value, "unit": target.unit,
-                     "met": met(value, target.op, target.limit)})
+        required = f"{target.op} {target.limit:g} {target.unit}".strip()
+        rows.append({"name": target.name, "key": target.key, "target": required, "unit": target.unit,
+                     "measured": None if math.isnan(value) else value, "met": met(value, target.op, target.limit)})
     return rows
