@@ -247,7 +247,7 @@ def classifier_report(args: argparse.Namespace, model: Path, video: BenchVideo, 
     if args.float_model:
         models["float"] = args.float_model
     elif args.keras_model:
-        progress(f"converting {args.keras_model} to a float TFLite model (TensorFlow, in a subprocess)")
+        progress(f"float reference: {args.keras_model} through python -m convert --quant none (cached after once)")
         models["float"] = cached_float_model(args.keras_model, model)
     else:
         note = "no float model: pass --float-model PATH or --keras-model PATH"
