@@ -34,6 +34,7 @@ class Source:
     live: bool = False  # frames arrive in real time and must not queue up
     fps: float = 0.0
     still: bool = False  # independent images, not a video
+    can_stall: bool = False  # a failed read may be a stall worth reopening (cameras, streams), not the end
 
     def read(self, out: np.ndarray | None = None) -> np.ndarray | None:
         raise NotImplementedError
@@ -60,6 +61,7 @@ class VideoSource(Source):
         self.config = config
         self.live = live
         self.name = f"camera {target}" if isinstance(target, int) else str(target)
+        self.can_stall = isinstance(target, int) or target.startswith(STREAM_PREFIXES)
         self._started = time.perf_counter()
         self.capture = self._open()
         first = self.capture.read()[1] if self.capture is not None else None
@@ -167,6 +169,7 @@ class PiCameraSource(Source):
     """The Raspberry Pi camera through picamera2."""
 
     live = True
+    can_stall = True
 
     def __init__(self, config: CaptureConfig) -> None:
         try:
@@ -331,11 +334,11 @@ class FrameReader(threading.Thread):
             self.send(None)  # end of stream
 
     def _read_into(self, buffer: np.ndarray) -> np.ndarray | None:
-        """Read the next frame into a slot buffer; for live sources, reopen with back-off on failure."""
+        """Read the next frame into a slot buffer; a camera or stream that stalls is reopened with back-off."""
         target = frame_view(buffer, self.source.frame_shape) if fits(buffer, self.source.frame_shape) else None
         frame = self.source.read(target)
         attempts = 0
-        while frame is None and self.source.live and not self.stop_event.is_set():
+        while frame is None and self.source.can_stall and not self.stop_event.is_set():
             if attempts >= self.config.reopen_attempts:
                 self.error = f"{self.source.name} stopped delivering frames"
                 return None
@@ -365,9 +368,13 @@ def fit_into(frame: np.ndarray, buffer: np.ndarray) -> np.ndarray:
     if frame.ndim == 2:
         frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     if not fits(buffer, frame.shape):
+        height, width = frame.shape[:2]
         scale = (buffer.size / frame.size) ** 0.5
-        log.warning("frame %dx%d larger than the frame slots; shrunk to fit", frame.shape[1], frame.shape[0])
-        frame = cv2.resize(frame, None, fx=scale * 0.999, fy=scale * 0.999, interpolation=cv2.INTER_AREA)
+        new_height = max(1, int(height * scale))
+        new_width = max(1, min(int(width * scale), buffer.size // (3 * new_height)))  # never over capacity
+        size = (new_width, new_height)
+        log.warning("frame %dx%d larger than the frame slots; shrunk to %dx%d", width, height, *size)
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
     view = frame_view(buffer, frame.shape)
     view[...] = frame
     return view

@@ -192,8 +192,8 @@ class Pipeline:
     them freely) and returns False to stop early.
     """
 
-    def __init__(self, source: str, config: Config, model: str | Path | None = None) -> None:
-        self.source_spec = source
+    def __init__(self, source: str | Source, config: Config, model: str | Path | None = None) -> None:
+        self.source_spec = source  # what --source says, or an already open Source
         self.config = config
         self.model_path = Path(model or config.classifier.model or DEFAULT_MODEL)
         self.model_info: ModelInfo = load_model_info(self.model_path)
@@ -220,7 +220,8 @@ class Pipeline:
         self._queues = (det_q, cls_q, res_q)
         try:
             self._start_workers(ctx, det_q, cls_q, res_q)
-            self.source = open_source(self.source_spec, self.config.capture)
+            spec = self.source_spec
+            self.source = open_source(spec, self.config.capture) if isinstance(spec, str) else spec
             self._ring = self._make_ring(self.source)
             det_q.put(("ring", self._ring.name, self._ring.slots, self._ring.capacity))
             self._wait_ready(res_q)
@@ -326,6 +327,11 @@ class Pipeline:
             summary.first_frame_s = stamps["rendered"] - summary.started
         summary.latencies.append(result.latencies_ms())
         return keep_going is not False
+
+    @property
+    def workers(self) -> dict[str, int]:
+        """Process name -> pid of the running workers (for monitoring)."""
+        return {p.name: p.pid for p in self._processes if p.pid is not None}
 
     @property
     def dropped(self) -> int:

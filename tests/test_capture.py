@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from edge.capture import FrameReader, Source, SourceError, open_source
+from edge.capture import FrameReader, Source, SourceError, fit_into, open_source
 from edge.config import CaptureConfig
 from tests.conftest import DATA
 
@@ -113,7 +113,7 @@ class StallingSource(CountingSource):
 
     def __init__(self, stall_after: int, reopens_that_fail: int) -> None:
         super().__init__(frames=1000, live=True)
-        self.name = "fake camera"
+        self.name, self.can_stall = "fake camera", True
         self.stall_after, self.reopens_that_fail, self.reopens = stall_after, reopens_that_fail, 0
 
     def read(self, out=None):
@@ -144,7 +144,7 @@ def test_a_live_source_that_never_comes_back_ends_with_an_error():
 
 def run_reader_with(source: Source, config: CaptureConfig, frames: int = 12) -> tuple[list, FrameReader]:
     """Read until ``frames`` frames arrived (then stop) or the source gave up."""
-    buffers = [np.zeros(8 * 8 * 3, np.uint8) for _ in range(4)]
+    buffers = [np.zeros(int(np.prod(source.frame_shape)), np.uint8) for _ in range(4)]
     outbox: list = []
     stop = threading.Event()
 
@@ -159,3 +159,17 @@ def run_reader_with(source: Source, config: CaptureConfig, frames: int = 12) -> 
     reader.run()  # on this thread: it returns at the end of the stream
     assert outbox[-1] is None
     return outbox[:-1], reader
+
+
+def test_a_file_read_as_live_ends_at_its_end():
+    source = open_source(str(DATA / "single_face.mp4"), CaptureConfig(live="yes"))
+    assert source.live and not source.can_stall
+    tasks, reader = run_reader_with(source, CaptureConfig(reopen_backoff_s=5.0), frames=1000)
+    assert len(tasks) == 72 and reader.error is None
+
+
+@pytest.mark.parametrize("shape", [(360, 640, 3), (7, 1000, 3), (480, 480)])
+def test_a_frame_too_big_for_its_slot_is_shrunk_to_fit(shape):
+    buffer = np.zeros(8 * 8 * 3, np.uint8)
+    view = fit_into(np.full(shape, 200, np.uint8), buffer)
+    assert view.size <= buffer.size and view.ndim == 3 and (view == 200).all()
