@@ -55,7 +55,7 @@ class DetectorConfig:
     track: bool = bounded(True, doc="search around last frame's faces every frame")
     track_margin: float = bounded(0.2, ge=0.1, le=2.0, doc="search region around a face, x its size")
     max_missed: int = bounded(3, ge=0, le=100, doc="frames a lost face is still searched for")
-    threads: int = bounded(1, ge=0, le=64, doc="OpenCV threads in the detector; 0 = OpenCV default")
+    threads: int = bounded(0, ge=0, le=64, doc="OpenCV threads in the detector; 0 = OpenCV default (all cores)")
 
 
 @dataclass(frozen=True)

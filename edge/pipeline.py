@@ -112,7 +112,8 @@ def detector_main(config: Config, crop_size: tuple[int, int], margin: float,
 
         from edge.detect import FaceDetector, crop_faces
 
-        cv2.setNumThreads(config.detector.threads)
+        if config.detector.threads > 0:  # 0 keeps OpenCV's default; cv2.setNumThreads(0) would disable threads
+            cv2.setNumThreads(config.detector.threads)
         detector = FaceDetector(config.detector)
         status.put(("ready", "detector", None))
     except Exception as exc:  # report any start-up failure as one line to the main process
