@@ -45,7 +45,8 @@ class DetectorConfig:
                                   doc="second cascade that confirms a new face at once; empty = none")
     confirm_frames: int = bounded(3, ge=1, le=30,
                                   doc="consecutive frames an unverified new face must be found in")
-    scale_factor: float = bounded(1.1, gt=1.0, le=2.0)
+    scale_factor: float = bounded(1.1, gt=1.0, le=2.0, doc="size step when following a face and in still images")
+    scan_scale_factor: float = bounded(1.2, gt=1.0, le=2.0, doc="size step of the full-frame scans for new faces")
     min_neighbors: int = bounded(4, ge=0, le=50)
     min_face: float = bounded(0.05, gt=0.0, le=1.0, doc="smallest face, fraction of frame height")
     max_face: float = bounded(1.0, gt=0.0, le=1.0, doc="largest face, fraction of frame height")

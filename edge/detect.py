@@ -124,11 +124,11 @@ def plan_full_scan(frame_shape: tuple[int, int], config: DetectorConfig, window:
     downscale = config.downscale or min(1.0, window / min_face)
     w, h = width * downscale, height * downscale
     sizes = [min_face * downscale]
-    while sizes[-1] * config.scale_factor <= max_face * downscale:
-        sizes.append(sizes[-1] * config.scale_factor)
+    while sizes[-1] * config.scan_scale_factor <= max_face * downscale:
+        sizes.append(sizes[-1] * config.scan_scale_factor)
     costs = [window_count(w, h, s, window) for s in sizes]
     target = sum(costs) / config.scan_slices
-    reach = config.scale_factor ** BAND_OVERLAP_STEPS
+    reach = config.scan_scale_factor ** BAND_OVERLAP_STEPS
     units: list[ScanUnit] = []
     start = 0
     while start < len(sizes):
@@ -255,7 +255,7 @@ class FaceDetector:
         found = []
         for unit in units:
             rects = self.cascade.detectMultiScale(
-                small[:, unit.x1:unit.x2], scaleFactor=self.config.scale_factor,
+                small[:, unit.x1:unit.x2], scaleFactor=self.config.scan_scale_factor,
                 minNeighbors=self.config.min_neighbors,
                 minSize=(unit.min_size, unit.min_size), maxSize=(unit.max_size, unit.max_size))
             found.append(xywh_to_xyxy(rects, plan.downscale, (int(unit.x1 / plan.downscale), 0)))

@@ -101,7 +101,8 @@ def test_a_new_face_is_shown_at_once_when_verified_else_after_confirm_frames():
 def test_confirmation_is_what_keeps_lettering_out():
     """no_face.mp4's title lettering fools the frontal cascade alone; confirmation rejects it."""
     frames = video_frames("no_face.mp4")
-    unconfirmed = FaceDetector(DetectorConfig(verify_cascade="", confirm_frames=1, scan_slices=1))
+    fine = {"scan_slices": 1, "scan_scale_factor": 1.1}  # the finest scans propose the lettering
+    unconfirmed = FaceDetector(DetectorConfig(verify_cascade="", confirm_frames=1, **fine))
     assert sum(len(unconfirmed.detect(f)) for f in frames) > 0
-    confirmed = FaceDetector(DetectorConfig(scan_slices=1))
+    confirmed = FaceDetector(DetectorConfig(**fine))
     assert sum(len(confirmed.detect(f)) for f in frames) == 0
