@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from edge.config import RenderConfig
-from edge.results import FrameResult
+from edge.results import UNCERTAIN, FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +65,18 @@ def draw_faces(frame: np.ndarray, result: FrameResult, probabilities: bool) -> N
     faces = result.faces
     scale = text_scale(frame.shape[0])
     thickness = max(1, int(round(scale * 2)))
+    labels, scores = faces.label, faces.score
+    bars = faces.probs if faces.smoothed is None else faces.smoothed
     for i, (x1, y1, x2, y2) in enumerate(faces.xyxy):
         cv2.rectangle(frame, (int(x1), int(y1)), (int(x2), int(y2)), BOX_COLOR, thickness)
         track = f"#{faces.track_id[i]} " if faces.track_id[i] >= 0 else ""
-        text = f"{track}{faces.label[i]} {faces.score[i]:.0%}"
+        text = f"{track}{labels[i]}" + ("" if labels[i] == UNCERTAIN else f" {scores[i]:.0%}")
         (tw, th), base = cv2.getTextSize(text, FONT, scale, thickness)
         top = max(int(y1) - th - base - 4, 0)
         cv2.rectangle(frame, (int(x1), top), (int(x1) + tw + 4, top + th + base + 4), BOX_COLOR, -1)
         cv2.putText(frame, text, (int(x1) + 2, top + th + 2), FONT, scale, PANEL_COLOR, thickness, cv2.LINE_AA)
         if probabilities:
-            draw_probability_bars(frame, faces.labels, faces.probs[i], (int(x2) + 4, int(y1)), scale)
+            draw_probability_bars(frame, faces.labels, bars[i], (int(x2) + 4, int(y1)), scale)
 
 
 def draw_probability_bars(frame: np.ndarray, labels: tuple[str, ...], probs: np.ndarray,
@@ -214,7 +216,11 @@ class ImageSink:
 
 
 class EventSink:
-    """Per-frame face records: JSON Lines (one object per frame), or CSV (one row per face)."""
+    """Per-frame face records: JSON Lines (one object per frame), or CSV (one row per face).
+
+    CSV columns: frame, t, image, face, track_id, box, shown label and score, raw probabilities,
+    raw_label, smoothed probabilities (``smoothed_<label>``, empty when not smoothed).
+    """
 
     def __init__(self, path: Path, labels: tuple[str, ...]) -> None:
         check_writable(path)
@@ -226,7 +232,7 @@ class EventSink:
         if self.csv:
             self.writer = csv.writer(self.file)
             self.writer.writerow(["frame", "t", "image", "face", "track_id", "x1", "y1", "x2", "y2",
-                                  "label", "score", *labels])
+                                  "label", "score", *labels, "raw_label", *(f"smoothed_{name}" for name in labels)])
 
     def write(self, result: FrameResult) -> None:
         if self.writer is None:
@@ -234,11 +240,15 @@ class EventSink:
             return
         faces = result.faces
         if len(faces) == 0:  # the frame still appears, with no face
-            self.writer.writerow([result.index, f"{result.timestamp:.4f}", result.name] + [""] * (8 + len(self.labels)))
+            self.writer.writerow([result.index, f"{result.timestamp:.4f}", result.name]
+                                 + [""] * (9 + 2 * len(self.labels)))
         for i, record in enumerate(faces.records()):
+            smoothed = record.get("smoothed", {})
             self.writer.writerow([result.index, f"{result.timestamp:.4f}", result.name, i, record["track_id"],
                                   *record["box"], record["label"], record["score"],
-                                  *(record["probs"][name] for name in self.labels)])
+                                  *(record["probs"][name] for name in self.labels),
+                                  record.get("raw_label", record["label"]),
+                                  *(smoothed.get(name, "") for name in self.labels)])
 
     def close(self) -> None:
         self.file.flush()

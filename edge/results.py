@@ -7,16 +7,23 @@ from dataclasses import dataclass, field
 import numpy as np
 
 STAGES = ("capture", "queue", "detect", "classify", "render", "total")  # latency keys, ms
+UNCERTAIN = "uncertain"  # the shown label when no smoothed probability is high enough
 
 
 @dataclass
 class Faces:
-    """Faces of one frame: ``xyxy`` (n, 4) int32 boxes, ``probs`` (n, k) float32 in label order."""
+    """Faces of one frame: ``xyxy`` (n, 4) int32 boxes, ``probs`` (n, k) float32 in label order.
+
+    ``probs`` are the classifier's raw per-frame output; a tracked video adds per-track ``smoothed``
+    probabilities and the ``display_label`` chosen from them (a label, or ``UNCERTAIN``).
+    """
 
     xyxy: np.ndarray
     probs: np.ndarray
     labels: tuple[str, ...]
     track_id: np.ndarray | None = None  # (n,) int64, -1 where a face has no track
+    smoothed: np.ndarray | None = None  # (n, k) float32 smoothed over the face's track; None = not smoothed
+    display_label: list[str] | None = None  # (n,) the label to show; None = the raw label
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.int32)
@@ -35,6 +42,14 @@ class Faces:
         self.track_id = np.asarray(self.track_id, dtype=np.int64)
         if self.track_id.shape != (n,):
             raise ValueError(f"track_id: expected shape ({n},), got {self.track_id.shape}")
+        if self.smoothed is not None:
+            self.smoothed = np.asarray(self.smoothed, dtype=np.float32)
+            if self.smoothed.shape != self.probs.shape:
+                raise ValueError(f"smoothed: expected shape {self.probs.shape}, got {self.smoothed.shape}")
+        if self.display_label is not None:
+            self.display_label = list(self.display_label)
+            if len(self.display_label) != n:
+                raise ValueError(f"display_label: expected {n} labels, got {len(self.display_label)}")
 
     @classmethod
     def empty(cls, labels: tuple[str, ...]) -> Faces:
@@ -48,25 +63,39 @@ class Faces:
         return self.probs.argmax(axis=1) if len(self) else np.zeros(0, np.int64)
 
     @property
-    def score(self) -> np.ndarray:
-        return self.probs.max(axis=1) if len(self) else np.zeros(0, np.float32)
+    def raw_label(self) -> list[str]:
+        """The top label of each face's own (unsmoothed) probabilities."""
+        return [self.labels[i] for i in self.class_id]
 
     @property
     def label(self) -> list[str]:
-        return [self.labels[i] for i in self.class_id]
+        """The label to show: ``display_label`` where set, else the raw label."""
+        return self.raw_label if self.display_label is None else list(self.display_label)
+
+    @property
+    def score(self) -> np.ndarray:
+        """The (smoothed, if smoothed) probability of each shown label; the top one for ``UNCERTAIN``."""
+        source = self.probs if self.smoothed is None else self.smoothed
+        if self.display_label is None or not len(self):
+            return source.max(axis=1) if len(self) else np.zeros(0, np.float32)
+        index = {name: j for j, name in enumerate(self.labels)}
+        return np.array([source[i, index[name]] if name in index else source[i].max()
+                         for i, name in enumerate(self.display_label)], np.float32)
 
     def records(self) -> list[dict]:
-        """One JSON-ready dict per face: box, label, score, every probability."""
-        return [
-            {
-                "box": [int(v) for v in self.xyxy[i]],
-                "track_id": int(self.track_id[i]),
-                "label": self.labels[int(self.class_id[i])],
-                "score": round(float(self.score[i]), 4),
-                "probs": {name: round(float(p), 4) for name, p in zip(self.labels, self.probs[i])},
-            }
-            for i in range(len(self))
-        ]
+        """One JSON-ready dict per face: box, track, shown label and score, raw (and smoothed) probabilities."""
+        labels, raw_labels, scores = self.label, self.raw_label, self.score
+        records = []
+        for i in range(len(self)):
+            record = {"box": [int(v) for v in self.xyxy[i]], "track_id": int(self.track_id[i]),
+                      "label": labels[i], "score": round(float(scores[i]), 4)}
+            if self.display_label is not None:
+                record["raw_label"] = raw_labels[i]
+            record["probs"] = {name: round(float(p), 4) for name, p in zip(self.labels, self.probs[i])}
+            if self.smoothed is not None:
+                record["smoothed"] = {name: round(float(p), 4) for name, p in zip(self.labels, self.smoothed[i])}
+            records.append(record)
+        return records
 
 
 @dataclass

@@ -19,6 +19,9 @@ from edge.pipeline import Pipeline, PipelineError, RunSummary, StartupError
 from edge.render import (EventSink, ImageSink, OutputError, Renderer, VideoSink, Window, display_available,
                          make_frame_sink)
 from edge.results import FrameResult
+from edge.smooth import Smoother
+from edge.summary import Timeline, prepare_output, write_summary
+from edge.track import Tracker
 
 log = logging.getLogger("edge.run")
 
@@ -38,6 +41,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="camera index, 'picamera', video file, rtsp/http URL, image, or folder of images")
     parser.add_argument("--output", type=Path, help="annotated video (.mp4/.avi/...), or image/folder for images")
     parser.add_argument("--events", type=Path, help="per-frame faces: JSON Lines, or CSV if it ends in .csv")
+    parser.add_argument("--summary", type=Path, metavar="DIR",
+                        help="per-track emotion summary (JSON, CSV, timeline PNG) into DIR at the end")
     parser.add_argument("--headless", action="store_true", help="no window, even when a display exists")
     parser.add_argument("--config", type=Path, help="TOML config (see config.toml)")
     parser.add_argument("--validate-config", action="store_true", help="check the config file and exit")
@@ -71,6 +76,14 @@ class Presenter:
         self.pipeline = pipeline
         if args.events:
             self.events = EventSink(args.events, pipeline.labels)
+        self.tracker = Tracker(config.tracker) if config.tracker.enabled else None
+        self.smoother = Smoother(config.smoothing, pipeline.labels) if config.smoothing.enabled else None
+        if self.smoother is not None and self.tracker is None:
+            log.warning("smoothing needs the tracker (tracker.enabled = false): labels are not smoothed")
+        self.timeline: Timeline | None = None
+        if args.summary:
+            prepare_output(args.summary)
+            self.timeline = Timeline()
 
     def open(self) -> None:
         """Outputs that need the source (its frame rate, whether it is images)."""
@@ -86,8 +99,19 @@ class Presenter:
                 log.info("no display found; running headless")
                 self.args.headless = True
 
+    def follow(self, result: FrameResult) -> None:
+        """Track the faces of a video frame and smooth their labels (images are independent: not tracked)."""
+        if self.tracker is None or self.pipeline.source.still:
+            return
+        result.faces = self.tracker.update(result.faces)
+        if self.smoother is not None:
+            result.faces = self.smoother.update(result.faces, result.timestamp, alive=self.tracker.ids)
+
     def __call__(self, frame: np.ndarray, result: FrameResult, pipeline: Pipeline) -> bool:
         self.open()
+        self.follow(result)
+        if self.timeline is not None:
+            self.timeline.add(result.record())
         self.renderer.render(frame, result, dropped=pipeline.dropped)
         if self.frames is not None:
             self.frames.write(frame, result)
@@ -103,6 +127,11 @@ class Presenter:
                 sink.close()
         if self.window is not None:
             self.window.close()
+        if self.timeline is not None and self.timeline.frame_times:
+            try:
+                write_summary(self.timeline, self.args.summary, source=str(self.pipeline.source_spec))
+            except (OSError, OutputError) as exc:
+                log.error("summary not written: %s", exc)
 
 
 def install_signal_handlers(pipeline: Pipeline) -> None:
@@ -123,7 +152,7 @@ def exit_code(summary: RunSummary) -> int:
 
 
 def report(summary: RunSummary, args: argparse.Namespace) -> str:
-    written = ", ".join(str(p) for p in (args.output, args.events) if p)
+    written = ", ".join(str(p) for p in (args.output, args.events, args.summary) if p)
     first = f", first frame after {summary.first_frame_s:.2f} s" if summary.first_frame_s is not None else ""
     return (f"{summary.frames_done} frames in {summary.elapsed_s:.2f} s ({summary.fps:.1f} frames/s){first}; "
             f"faces in {summary.frames_with_faces} frames, {summary.dropped} dropped"

@@ -51,8 +51,8 @@ def test_single_face_video_end_to_end(tmp_path, clean_system):
     with_face = [r for r in records if r["faces"]]
     assert len(with_face) >= 70
     face = with_face[0]["faces"][0]
-    assert set(face) == {"box", "track_id", "label", "score", "probs"}
-    assert face["label"] == max(face["probs"], key=face["probs"].get)
+    assert set(face) == {"box", "track_id", "label", "score", "raw_label", "probs", "smoothed"}
+    assert face["raw_label"] == max(face["probs"], key=face["probs"].get)
     assert sum(face["probs"].values()) == pytest.approx(1.0, abs=0.03)
     assert records[30]["t"] == pytest.approx(1.0)
 

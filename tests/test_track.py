@@ -1,0 +1,137 @@
+"""The tracker on synthetic detections: steady faces, crossing faces, missed detections, faces that leave."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+
+from edge.config import ConfigError, TrackerConfig, load_config
+from edge.results import Faces
+from edge.track import Tracker, assign, iou_matrix
+
+SIZE = 40  # face box side, pixels
+
+
+def box(x: float, y: float) -> list[float]:
+    return [x, y, x + SIZE, y + SIZE]
+
+
+def run(tracker: Tracker, frames: list[list[list[float]]]) -> list[list[int]]:
+    """Track ids per frame, in the order the boxes were given."""
+    return [tracker.match(np.array(boxes, np.float64).reshape(-1, 4)).tolist() for boxes in frames]
+
+
+def cheapest(cost: np.ndarray) -> float:
+    """The cheapest assignment's total cost, by trying every one."""
+    rows, cols = cost.shape
+    if rows <= cols:
+        return min(sum(cost[r, c] for r, c in zip(range(rows), cs)) for cs in itertools.permutations(range(cols), rows))
+    return min(sum(cost[r, c] for r, c in zip(rs, range(cols))) for rs in itertools.permutations(range(rows), cols))
+
+
+@pytest.mark.parametrize("rows, cols", [(1, 1), (2, 3), (3, 2), (4, 4), (5, 3)])
+def test_assignment_is_the_cheapest_one(rows, cols):
+    rng = np.random.default_rng(rows * 10 + cols)
+    for _ in range(20):
+        cost = rng.random((rows, cols))
+        pairs = assign(cost)
+        assert len(pairs) == min(rows, cols)
+        assert len({r for r, _ in pairs}) == len({c for _, c in pairs}) == len(pairs)
+        assert sum(cost[r, c] for r, c in pairs) == pytest.approx(cheapest(cost))
+
+
+def test_assignment_of_nothing():
+    assert assign(np.zeros((0, 3))) == [] and assign(np.zeros((2, 0))) == []
+
+
+def test_iou_by_hand():
+    iou = iou_matrix(np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]]))
+    np.testing.assert_allclose(iou, [[1.0, 50 / 150, 0.0]])
+
+
+def test_a_moving_face_keeps_its_id():
+    ids = run(Tracker(TrackerConfig()), [[box(10 + 6 * i, 50 + 2 * i)] for i in range(60)])
+    assert ids == [[0]] * 60
+
+
+def test_faces_get_ids_in_order_and_keep_them_whatever_the_box_order():
+    frames = [[box(0, 0), box(200, 0)], [box(203, 0), box(2, 0)], [box(4, 1), box(205, 2)]]
+    assert run(Tracker(TrackerConfig()), frames) == [[0, 1], [1, 0], [0, 1]]
+
+
+def crossing(occluded: range) -> list[list[list[float]]]:
+    """Face A moves right at y=100, face B left at y=110, 8 px a frame; B is hidden behind A in ``occluded``."""
+    frames = []
+    for i in range(40):
+        a, b = box(8 * i, 100), box(312 - 8 * i, 110)
+        frames.append([a] if i in occluded else [a, b])
+    return frames
+
+
+def test_crossing_faces_keep_their_ids():
+    ids = run(Tracker(TrackerConfig()), crossing(occluded=range(0)))
+    assert all(frame == [0, 1] for frame in ids)
+
+
+def test_crossing_faces_keep_their_ids_when_one_is_hidden_behind_the_other():
+    ids = run(Tracker(TrackerConfig()), crossing(occluded=range(17, 22)))
+    assert all(frame == ([0] if i in range(17, 22) else [0, 1]) for i, frame in enumerate(ids))
+
+
+def test_without_prediction_the_hidden_face_loses_its_id():
+    """The same crossing with velocity_weight 0: what the constant-velocity prediction is for."""
+    ids = run(Tracker(TrackerConfig(velocity_weight=0.0)), crossing(occluded=range(17, 22)))
+    assert ids[-1] != [0, 1]
+
+
+def test_a_face_missed_for_a_few_frames_keeps_its_id():
+    frames = [[box(100 + 3 * i, 100)] if i not in (10, 11, 12) else [] for i in range(30)]
+    ids = run(Tracker(TrackerConfig(max_missed=3)), frames)
+    assert [frame for frame in ids if frame] == [[0]] * 27
+
+
+def test_a_face_that_leaves_for_good_ends_its_track_and_ids_are_never_reused():
+    tracker = Tracker(TrackerConfig(max_missed=3))
+    stays, leaves = box(0, 0), box(300, 0)
+    assert run(tracker, [[stays, leaves]] * 5) == [[0, 1]] * 5
+    assert run(tracker, [[stays]] * 3) == [[0]] * 3
+    assert tracker.ids == {0, 1}  # missed 3 frames: still waiting
+    run(tracker, [[stays]])
+    assert tracker.ids == {0}  # missed 4 > max_missed: ended
+    assert run(tracker, [[stays, leaves]]) == [[0, 2]]  # back after a long gap: a new id
+
+
+def test_a_far_away_face_starts_a_new_track():
+    tracker = Tracker(TrackerConfig())
+    assert run(tracker, [[box(0, 0)], [box(0, 0), box(0, 200)]]) == [[0], [0, 1]]
+
+
+def test_update_sets_the_track_ids_of_faces_and_keeps_the_rest():
+    labels = ("a", "b")
+    tracker = Tracker(TrackerConfig())
+    faces = Faces(np.array([box(0, 0), box(100, 0)]), np.array([[0.2, 0.8], [0.9, 0.1]]), labels)
+    tracked = tracker.update(faces)
+    assert tracked.track_id.tolist() == [0, 1]
+    np.testing.assert_array_equal(tracked.probs, faces.probs)
+    assert tracker.update(Faces.empty(labels)).track_id.tolist() == []
+
+
+@pytest.mark.parametrize("text, error", [
+    ("[tracker]\nmax_missed = 0\n", None),
+    ("[tracker]\nmin_iou = 0.3\nmax_distance = 1.0\n", None),
+    ("[tracker]\nmax_missed = -1\n", "tracker.max_missed must be >= 0"),
+    ("[tracker]\nmin_iou = 1.5\n", "tracker.min_iou must be <= 1.0"),
+    ("[tracker]\nvelocity_weight = 2\n", "tracker.velocity_weight must be <= 1.0"),
+    ("[tracker]\nenabled = 'yes'\n", "tracker.enabled must be bool"),
+])
+def test_tracker_config(tmp_path, text, error):
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    if error is None:
+        assert dataclasses.is_dataclass(load_config(path).tracker)
+    else:
+        with pytest.raises(ConfigError, match=error):
+            load_config(path)
