@@ -1,4 +1,4 @@
-"""The video summary: from a hand-written events file, from the CSV sink, from the CLI, and end to end on the sample clip."""
+"""The video summary: from a hand-written events file, the CSV sink, the CLI, and end to end on the sample clip."""
 
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ def test_summary_by_hand(events):
     assert second["track_id"] == 4 and second["frames"] == 4 and second["span_s"] == pytest.approx(0.5)
     assert second["share"][UNCERTAIN] == 0.5 and second["dominant"] == "c"  # uncertain is never dominant
     assert second["changes_per_s"] == {"raw": pytest.approx(4.0), "shown": pytest.approx(2.0)}
-    assert summary["changes_per_s"] == {"raw": pytest.approx(7 / 1.5, abs=1e-4), "shown": pytest.approx(2 / 1.5, abs=1e-4)}
+    assert summary["changes_per_s"] == {"raw": pytest.approx(7 / 1.5, abs=1e-4),
+                                        "shown": pytest.approx(2 / 1.5, abs=1e-4)}
 
 
 def frame_results(events: Path) -> list[FrameResult]:
