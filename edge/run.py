@@ -19,6 +19,7 @@ from edge.pipeline import Pipeline, PipelineError, RunSummary, StartupError
 from edge.render import (EventSink, ImageSink, OutputError, Renderer, VideoSink, Window, display_available,
                          make_frame_sink)
 from edge.results import FrameResult
+from edge.serve import ServeError, WebView
 from edge.smooth import Smoother
 from edge.summary import Timeline, prepare_output, write_summary
 from edge.track import Tracker
@@ -30,7 +31,7 @@ EXIT_BAD_INPUT = 2  # bad source, model, config or output path
 EXIT_FAILED = 3  # a stage failed or a live source was lost while running
 EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_TERMINATED = 143  # SIGTERM
-USER_ERRORS = (SourceError, ModelError, ConfigError, OutputError, DetectorError, StartupError)
+USER_ERRORS = (SourceError, ModelError, ConfigError, OutputError, DetectorError, StartupError, ServeError)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -50,6 +51,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--probabilities", action="store_true", help="draw per-face probability bars")
     parser.add_argument("--live", choices=("auto", "yes", "no"),
                         help="drop stale frames to keep latency low (default: yes for cameras and streams)")
+    parser.add_argument("--serve", metavar="HOST:PORT",
+                        help="watch in a browser at http://HOST:PORT/ (127.0.0.1 unless another host is given)")
+    parser.add_argument("--serve-linger", action="store_true",
+                        help="with --serve: after the source ends, keep serving its last frame until Ctrl-C")
     parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return parser.parse_args(argv)
 
@@ -76,6 +81,10 @@ class Presenter:
         self.pipeline = pipeline
         if args.events:
             self.events = EventSink(args.events, pipeline.labels)
+        self.web: WebView | None = None
+        if args.serve:
+            self.web = WebView(args.serve, config.serve, pipeline.labels, config.render.fps_window_s)
+            print(f"web view on {self.web.url}", file=sys.stderr)
         self.tracker = Tracker(config.tracker) if config.tracker.enabled else None
         self.smoother = Smoother(config.smoothing, pipeline.labels) if config.smoothing.enabled else None
         if self.smoother is not None and self.tracker is None:
@@ -109,10 +118,14 @@ class Presenter:
 
     def __call__(self, frame: np.ndarray, result: FrameResult, pipeline: Pipeline) -> bool:
         self.open()
+        if self.web is not None:
+            self.web.pace(result, pipeline.source)
         self.follow(result)
         if self.timeline is not None:
             self.timeline.add(result.record())
         self.renderer.render(frame, result, dropped=pipeline.dropped)
+        if self.web is not None:
+            self.web.publish(frame, result, pipeline.source, pipeline.dropped)
         if self.frames is not None:
             self.frames.write(frame, result)
         if self.events is not None:
@@ -121,7 +134,18 @@ class Presenter:
             return self.window.show(frame)
         return True
 
+    def linger(self, summary: RunSummary) -> None:
+        """The web view says the run ended; with --serve-linger it serves the last frame until Ctrl-C."""
+        if self.web is None:
+            return
+        self.web.finish()
+        if self.args.serve_linger and summary.stopped_by == "end" and not summary.error:
+            print(f"end of source; still serving {self.web.url} until Ctrl-C", file=sys.stderr)
+            summary.stopped_by = self.web.linger()
+
     def close(self) -> None:
+        if self.web is not None:
+            self.web.close()
         for sink in (self.frames, self.events):
             if sink is not None:
                 sink.close()
@@ -175,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     install_signal_handlers(pipeline)
     try:
         summary = pipeline.run(presenter)
+        presenter.linger(summary)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -1,0 +1,467 @@
+"""Web view: address parsing, the shared frame holder, pacing, and every endpoint over real HTTP on localhost."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.serve import Broadcast, Pacer, ServeError, host_name, is_loopback, parse_address
+from tests.conftest import DATA, ROOT, run_cli, shm_segments
+
+STARTUP_TIMEOUT_S = 60.0
+
+
+# --- helpers shared with tests/test_serve_browser.py -------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def looped_video(folder: Path, times: int) -> Path:
+    """The 72-frame sample played forwards and backwards ``times`` times, at 30 fps."""
+    capture, frames = cv2.VideoCapture(str(DATA / "single_face.mp4")), []
+    while (frame := capture.read()[1]) is not None:
+        frames.append(frame)
+    path = folder / f"looped_{times}.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 360))
+    for i in range(times):
+        for frame in frames if i % 2 == 0 else frames[::-1]:
+            writer.write(frame)
+    writer.release()
+    return path
+
+
+class Served:
+    """`python -m edge.run --headless --serve 127.0.0.1:PORT ...` in a child process, as a user starts it."""
+
+    def __init__(self, folder: Path, *args: str) -> None:
+        self.port = free_port()
+        self.stderr_path = folder / f"stderr_{self.port}.txt"
+        env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+        with open(self.stderr_path, "w") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "edge.run", "--headless", "--serve", f"127.0.0.1:{self.port}", *args],
+                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+        self.wait_until_up()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_until_up(self) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the run ended before serving: {self.stderr()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("the web view did not come up")
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request("GET", path, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
+
+    def json(self, path: str) -> dict:
+        status, headers, body = self.get(path)
+        assert status == 200 and headers["Content-Type"] == "application/json", (status, body)
+        return json.loads(body)
+
+    def wait_for(self, condition, timeout: float = 30.0) -> dict:
+        """Poll /api/status until condition(status) holds; return that status."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.json("/api/status")
+            if condition(status):
+                return status
+            time.sleep(0.1)
+        raise AssertionError(f"status never got there: {status}")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout=timeout)
+        finally:
+            self.process.kill()
+            self.process.wait()
+            assert shm_segments(self.process.pid) == [], "shared memory left behind"
+
+
+def open_stream(port: int, path: str, receive_buffer: int | None = None) -> tuple[socket.socket, object]:
+    """A raw GET on a streaming endpoint; returns the socket and a buffered reader past the headers."""
+    sock = socket.socket()
+    if receive_buffer:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(15)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    reader = sock.makefile("rb")
+    status_line = reader.readline()
+    assert b" 200 " in status_line, status_line
+    while reader.readline() not in (b"\r\n", b""):
+        pass
+    return sock, reader
+
+
+def read_mjpeg_parts(reader, count: int) -> list[bytes]:
+    """Read ``count`` JPEG parts of a multipart/x-mixed-replace stream."""
+    parts = []
+    assert reader.readline().strip() == b"--frame"
+    while len(parts) < count:
+        headers = {}
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        assert headers["content-type"] == "image/jpeg"
+        parts.append(reader.read(int(headers["content-length"])))
+        assert reader.readline() == b"\r\n"
+        assert reader.readline().strip() == b"--frame"
+    return parts
+
+
+def read_sse_events(reader, count: int) -> list[tuple[str, dict]]:
+    """Read ``count`` Server-Sent Events with data, as (event name, parsed JSON)."""
+    events, name, data = [], "message", []
+    while len(events) < count:
+        line = reader.readline().decode()
+        assert line, "the event stream ended"
+        line = line.rstrip("\n")
+        if line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+        elif line == "" and data:
+            events.append((name, json.loads("\n".join(data))))
+            name, data = "message", []
+    return events
+
+
+def report_numbers(stderr: str) -> tuple[int, float, float]:
+    """Frames, elapsed and time to the first frame from the run's closing line."""
+    match = re.search(r"(\d+) frames in ([\d.]+) s .*first frame after ([\d.]+) s", stderr)
+    assert match, stderr
+    return int(match[1]), float(match[2]), float(match[3])
+
+
+# --- units ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("127.0.0.1:8080", ("127.0.0.1", 8080)),
+    (":8080", ("127.0.0.1", 8080)),
+    ("8080", ("127.0.0.1", 8080)),
+    ("0.0.0.0:0", ("0.0.0.0", 0)),
+    ("localhost:80", ("localhost", 80)),
+    ("[::1]:8080", ("::1", 8080)),
+    ("abc", ServeError),
+    ("127.0.0.1:99999", ServeError),
+    ("127.0.0.1:", ServeError),
+    ("::1:8080", ServeError),
+    ("host:-1", ServeError),
+])
+def test_parse_address(text, expected):
+    if expected is ServeError:
+        with pytest.raises(ServeError, match="--serve"):
+            parse_address(text)
+    else:
+        assert parse_address(text) == expected
+
+
+@pytest.mark.parametrize("header, loopback", [
+    ("127.0.0.1:8080", True), ("localhost:8080", True), ("LOCALHOST", True), ("[::1]:8080", True),
+    ("127.0.0.2", True), ("evil.example:8080", False), ("192.168.1.5:8080", False), ("", False),
+])
+def test_only_loopback_host_headers_count_as_local(header, loopback):
+    assert is_loopback(host_name(header)) is loopback
+
+
+def test_nothing_is_encoded_while_nobody_waits_and_a_slow_client_skips_frames():
+    broadcast = Broadcast()
+    frames = [np.full((4, 4, 3), i, np.uint8) for i in range(5)]
+    for i, frame in enumerate(frames[:3]):
+        broadcast.publish(frame, {"seq": i})
+    assert broadcast.frame_to_encode(timeout=0.05) is None  # nobody watching: no encoding
+    got: list = []
+    client = threading.Thread(target=lambda: got.append(broadcast.next_jpeg(0, timeout=5)))
+    client.start()
+    item = None
+    while item is None:
+        item = broadcast.frame_to_encode(timeout=1)
+    seq, frame = item
+    assert seq == 3 and frame is frames[2]  # only the newest frame is encoded; the rest are skipped
+    broadcast.put_jpeg(seq, b"jpeg-3")
+    client.join(timeout=5)
+    assert got == [(3, b"jpeg-3")]
+    broadcast.publish(frames[3], {"seq": 3})  # nobody waits now: the held JPEG goes stale
+    assert broadcast.frame_to_encode(timeout=0.05) is None
+    broadcast.close(timeout=1)
+    assert broadcast.next_jpeg(3, timeout=5) is None
+
+
+def test_pacer_holds_frames_until_their_time():
+    pacer = Pacer()
+    started = time.perf_counter()
+    for index in range(10):
+        pacer.wait(index / 30)
+    assert 9 / 30 - 0.01 <= time.perf_counter() - started < 9 / 30 + 0.15
+
+
+def test_pacer_falling_behind_restarts_the_clock_instead_of_rushing():
+    pacer = Pacer()
+    pacer.wait(0.0)
+    time.sleep(0.7)  # a stall longer than MAX_PACE_LAG_S
+    pacer.wait(1 / 30)
+    started = time.perf_counter()
+    pacer.wait(2 / 30)
+    assert time.perf_counter() - started >= 1 / 30 - 0.01
+
+
+# --- the CLI over real HTTP ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("serve")
+
+
+@pytest.fixture(scope="module")
+def served(media):
+    """One run on a 34 s looped clip (paced at 30 fps) that the endpoint tests share."""
+    run = Served(media, "--source", str(looped_video(media, 14)), "--serve-linger")
+    run.wait_for(lambda s: s["frames"] > 10)
+    yield run
+    code = run.stop(signal.SIGINT)
+    assert code == 130, run.stderr()
+    assert "Traceback" not in run.stderr()
+
+
+def test_page_is_self_contained(served):
+    status, headers, body = served.get("/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    page = body.decode()
+    assert "stream.mjpg" in page and "EventSource" in page and "<canvas" in page
+    assert "http://" not in page and "https://" not in page  # no CDN: nothing outside can be reached
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_status_reports_the_pipeline(served):
+    status = served.wait_for(lambda s: "total" in s["latency_ms"] and s["fps"] > 0)
+    assert status["running"] is True
+    assert status["source"] == {"name": str(media_path(served)), "live": False, "fps": 30.0, "paced": True}
+    assert status["frames"] > 10 and status["dropped"] == 0
+    assert set(status["latency_ms"]) >= {"capture", "detect", "classify", "render", "total", "held"}
+    assert 25 <= status["fps"] <= 35  # a file played while serving is paced at its own 30 fps
+    assert status["labels"][3] == "happy"
+
+
+def media_path(served: Served) -> str:
+    args = served.process.args
+    return args[args.index("--source") + 1]
+
+
+def test_faces_are_the_latest_frame(served):
+    first = served.json("/api/faces")
+    time.sleep(0.3)
+    later = served.json("/api/faces")
+    assert later["frame"] > first["frame"]
+    assert len(later["faces"]) == 1
+    face = later["faces"][0]
+    assert face["label"] in set(face["probs"]) | {"uncertain"}
+    assert sum(face["probs"].values()) == pytest.approx(1.0, abs=0.03)
+
+
+def test_history_holds_chart_samples(served):
+    history = served.json("/api/history")
+    assert history["span_s"] == 60 and len(history["labels"]) == 7
+    t, probs = history["samples"][-1]
+    assert t > 0 and len(probs) == 7
+
+
+def test_video_stream_sends_new_jpeg_frames(served):
+    sock, reader = open_stream(served.port, "/stream.mjpg")
+    with sock:
+        parts = read_mjpeg_parts(reader, 4)
+    images = [cv2.imdecode(np.frombuffer(p, np.uint8), cv2.IMREAD_COLOR) for p in parts]
+    assert all(image.shape == (360, 640, 3) for image in images)
+    assert len({p for p in parts}) == 4  # every part is a newer frame
+
+
+def test_event_stream_sends_status_and_faces(served):
+    sock, reader = open_stream(served.port, "/events")
+    with sock:
+        events = read_sse_events(reader, 3)
+    assert all(name == "message" for name, _ in events)
+    frames = [data["faces"]["frame"] for _, data in events]
+    assert frames == sorted(frames) and frames[-1] > frames[0]
+    assert events[-1][1]["status"]["streams"]["events"] >= 1
+
+
+@pytest.mark.parametrize("path", ["/nope", "/static/index.html", "/../../etc/passwd", "/api", "/api/status/x",
+                                  "/favicon.ico"])
+def test_other_paths_are_404(served, path):
+    status, _, body = served.get(path)
+    assert status == 404 and "not found" in json.loads(body)["error"]
+
+
+def test_foreign_host_header_is_refused(served):
+    status, _, _ = served.get("/api/status", headers={"Host": "evil.example:8080"})
+    assert status == 403  # a page on another site cannot read the camera through DNS rebinding
+
+
+def test_many_viewers_share_one_pipeline_and_one_may_leave_mid_stream(served):
+    received: list[int] = []
+
+    def viewer() -> None:
+        sock, reader = open_stream(served.port, "/stream.mjpg")
+        with sock:
+            received.append(len(read_mjpeg_parts(reader, 3)))
+
+    leaver, leaver_reader = open_stream(served.port, "/stream.mjpg")
+    leaver_reader.read(1000)  # in the middle of a JPEG part
+    leaver.close()
+    viewers = [threading.Thread(target=viewer) for _ in range(6)]
+    for thread in viewers:
+        thread.start()
+    for thread in viewers:
+        thread.join(timeout=30)
+    assert received == [3] * 6
+    status = served.json("/api/status")
+    assert status["running"] and status["dropped"] == 0
+
+
+def test_file_run_ends_at_end_of_file_paced(media):
+    run = Served(media, "--source", str(DATA / "single_face.mp4"))
+    assert run.process.wait(timeout=60) == 0, run.stderr()
+    frames, elapsed, first = report_numbers(run.stderr())
+    assert frames == 72
+    assert elapsed - first >= 71 / 30 - 0.1  # 72 frames at the clip's 30 fps take 2.4 s
+    assert "web view on http://127.0.0.1:" in run.stderr() and "Traceback" not in run.stderr()
+    run.stop()
+
+
+def test_linger_keeps_serving_the_last_frame_until_terminated(media):
+    run = Served(media, "--source", str(DATA / "single_face.mp4"), "--serve-linger")
+    status = run.wait_for(lambda s: not s["running"], timeout=60)
+    assert status["frames"] == 72
+    assert run.json("/api/faces")["frame"] == 71
+    sock, reader = open_stream(run.port, "/stream.mjpg")
+    with sock:
+        (part,) = read_mjpeg_parts(reader, 1)
+    assert cv2.imdecode(np.frombuffer(part, np.uint8), cv2.IMREAD_COLOR).shape == (360, 640, 3)
+    assert run.stop(signal.SIGTERM) == 143
+    assert "still serving" in run.stderr() and "Traceback" not in run.stderr()
+
+
+@pytest.mark.parametrize("address, message", [
+    ("nonsense", "--serve must be HOST:PORT"),
+    ("127.0.0.1:70000", "--serve must be HOST:PORT"),
+    ("203.0.113.7:8080", "cannot serve on 203.0.113.7:8080"),  # not an address of this machine
+])
+def test_bad_serve_address_is_a_one_line_error(address, message):
+    result = run_cli("--source", str(DATA / "single_face.mp4"), "--headless", "--serve", address, timeout=60)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_port_in_use_is_a_one_line_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("--source", str(DATA / "single_face.mp4"), "--headless", "--serve", f"127.0.0.1:{port}",
+                         timeout=60)
+    assert result.returncode == 2 and "cannot serve on 127.0.0.1" in result.stderr, result.stderr
+
+
+def test_other_address_than_loopback_warns(media):
+    run = Served(media, "--source", str(DATA / "single_face.jpg"))  # loopback: no warning
+    run.process.wait(timeout=60)
+    assert "anyone who can reach" not in run.stderr()
+    run.stop()
+    result = run_cli("--source", str(DATA / "single_face.jpg"), "--headless", "--serve", "0.0.0.0:0", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "anyone who can reach this address can watch" in result.stderr
+
+
+# --- a stalled client never slows the pipeline ---------------------------------------------------------
+
+WINDOW_S = 1.5  # frames are counted over windows this long
+SETTLE_S = 0.5  # a new stalled client's first few frames fill its buffers, then it blocks
+
+
+def frames_per_second(run: Served, seconds: float) -> tuple[float, dict, dict]:
+    """Frames/s over the next few seconds, and the status before and after."""
+    first = run.json("/api/status")
+    time.sleep(seconds)
+    last = run.json("/api/status")
+    assert last["running"], "the clip ended during the measurement"
+    return (last["frames"] - first["frames"]) / (last["uptime_s"] - first["uptime_s"]), first, last
+
+
+def stalled_client_ratio(media: Path, video: Path) -> float:
+    """In one unpaced run, alternating windows without and with a client that opens the video stream and
+    never reads: frames/s with it over frames/s without it."""
+    config = media / "unpaced.toml"
+    config.write_text("[serve]\npace = false\n")
+    run = Served(media, "--config", str(config), "--source", str(video))
+    alone, stalled = [], []
+    try:
+        run.wait_for(lambda s: s["frames"] >= 60)
+        for window in range(5):
+            if window % 2 == 0:
+                fps, first, last = frames_per_second(run, WINDOW_S)
+                assert last["streams"]["video"] == 0, last
+                assert last["jpegs"] == first["jpegs"], last  # nobody watches: nothing is encoded
+                alone.append(fps)
+                continue
+            client = open_stream(run.port, "/stream.mjpg", receive_buffer=4096)[0]
+            time.sleep(SETTLE_S)
+            fps, first, last = frames_per_second(run, WINDOW_S)
+            client.close()  # leaves in the middle of a frame it never read
+            assert last["streams"]["video"] == 1, last  # connected all along ...
+            assert last["jpegs"] - first["jpegs"] <= 2, (first, last)  # ... and blocked after its first frames
+            stalled.append(fps)
+    finally:
+        assert run.stop(signal.SIGINT) == 130, run.stderr()
+    assert "Traceback" not in run.stderr()
+    print(f"\nunpaced frames/s, no client: {[round(f) for f in alone]}; "
+          f"a client that never reads: {[round(f) for f in stalled]}")
+    return (sum(stalled) / len(stalled)) / (sum(alone) / len(alone))
+
+
+def test_a_stalled_client_does_not_slow_the_pipeline(media):
+    video = looped_video(media, 50)  # 3600 frames: at 300 frames/s the run is stopped before their end
+    ratios = []
+    for _ in range(3):  # other load on this machine comes and goes; a real slowdown would show every time
+        ratios.append(stalled_client_ratio(media, video))
+        if abs(ratios[-1] - 1) <= 0.15:
+            break
+    print(f"frame rate with a stalled client / without: {[round(r, 3) for r in ratios]}")
+    assert abs(ratios[-1] - 1) <= 0.15, ratios
