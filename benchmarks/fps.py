@@ -27,7 +27,7 @@ if str(REPO_ROOT) not in sys.path:  # `python benchmarks/fps.py` from anywhere
 
 from benchmarks.classifier import classifier_bench  # noqa: E402
 from benchmarks.floatmodel import cached_float_model  # noqa: E402
-from benchmarks.markdown import benchmarks_markdown  # noqa: E402
+from benchmarks.markdown import benchmarks_markdown, merge_markdown  # noqa: E402
 from benchmarks.media import BenchVideo, bench_video, reference_faces  # noqa: E402
 from benchmarks.procmon import ProcessMonitor, wait_until_quiet  # noqa: E402
 from benchmarks.report import BUSY_OTHER_CPU_PCT, text_report, variant_report  # noqa: E402
@@ -363,8 +363,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text_report(results))
     if args.json:
         args.json.write_text(json.dumps(json_safe(results), indent=2) + "\n")
-    if args.markdown:
-        args.markdown.write_text(benchmarks_markdown(results) + "\n")
+    if args.markdown:  # sections other tools wrote (e.g. label stability) are kept
+        old = args.markdown.read_text() if args.markdown.is_file() else ""
+        args.markdown.write_text(merge_markdown(benchmarks_markdown(results), old) + "\n")
     return 0
 
 

@@ -87,3 +87,22 @@ def benchmarks_markdown(results: dict[str, Any]) -> str:
         "",
         METHOD,
     ])
+
+
+def sections(text: str) -> dict[str, str]:
+    """'## ' heading -> its section text (the part before the first heading under key '')."""
+    parts: dict[str, str] = {}
+    heading, lines = "", []
+    for line in text.splitlines():
+        if line.startswith("## "):
+            parts[heading] = "\n".join(lines)
+            heading, lines = line, []
+        lines.append(line)
+    parts[heading] = "\n".join(lines)
+    return parts
+
+
+def merge_markdown(new: str, old: str) -> str:
+    """The new figures, followed by every section of the old file that other tools wrote."""
+    kept = [text for heading, text in sections(old).items() if heading and heading not in sections(new)]
+    return "\n\n".join([new.rstrip("\n"), *(text.strip("\n") for text in kept)])

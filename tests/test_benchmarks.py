@@ -223,3 +223,13 @@ def test_fps_smoke_run_writes_every_section(data, tmp_path):
     assert [t["name"] for t in results["targets"]] == [t.name for t in TARGETS]
     markdown = (tmp_path / "BENCH.md").read_text()
     assert "## Targets" in markdown and "| pipeline (multi-process) | 72 |" in markdown
+
+
+def test_regenerated_benchmarks_keep_sections_other_tools_wrote():
+    from benchmarks.markdown import merge_markdown
+
+    old = "# Benchmarks\nold intro\n\n## Targets\nold figures\n\n## Label stability (issue 6)\nflicker table\n"
+    new = "# Benchmarks\nnew intro\n\n## Targets\nnew figures\n"
+    merged = merge_markdown(new, old)
+    assert "new figures" in merged and "old figures" not in merged and "old intro" not in merged
+    assert merged.endswith("## Label stability (issue 6)\nflicker table")
