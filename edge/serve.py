@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 PAGE = Path(__file__).with_name("static") / "index.html"
 CLIENT_TIMEOUT_S = 10.0  # a client that accepts nothing for this long is dropped
-KEEPALIVE_S = 5.0  # an idle stream sends something this often, so a closed tab is noticed
+KEEPALIVE_S = 2.0  # an idle stream sends something this often, so a closed tab is noticed
 EVENT_INTERVAL_S = 0.1  # each event stream sends at most one event per this many seconds
 HISTORY_S = 60.0  # the emotion chart's span
 HISTORY_INTERVAL_S = 0.25  # one chart sample per this many seconds
@@ -446,12 +446,14 @@ class Handler(BaseHTTPRequestHandler):
             self.start(200, f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}")
             self.end_headers()
             self.wfile.write(b"--" + BOUNDARY + b"\r\n")
-            seen = 0
+            seen, jpeg = 0, b""
             while not self.view.broadcast.closed:
                 item = self.view.broadcast.next_jpeg(seen, timeout=KEEPALIVE_S)
-                if item is None:
+                if item is not None:
+                    seen, jpeg = item
+                elif self.view.broadcast.closed or not jpeg:
                     continue
-                seen, jpeg = item
+                # No new frame (a paused or finished source): sending the last one again finds a client gone.
                 # The closing boundary goes right after the image, so a browser shows it at once.
                 self.wfile.write(b"Content-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
                                  + jpeg + b"\r\n--" + BOUNDARY + b"\r\n")

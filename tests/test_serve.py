@@ -57,7 +57,11 @@ class Served:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "edge.run", "--headless", "--serve", f"127.0.0.1:{self.port}", *args],
                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
-        self.wait_until_up()
+        try:
+            self.wait_until_up()
+        except AssertionError:
+            self.stop()
+            raise
 
     @property
     def url(self) -> str:
@@ -102,6 +106,12 @@ class Served:
     def stderr(self) -> str:
         return self.stderr_path.read_text()
 
+    def __enter__(self) -> Served:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()  # whatever the test found, no run is left behind
+
     def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
@@ -114,7 +124,8 @@ class Served:
 
 
 def open_stream(port: int, path: str, receive_buffer: int | None = None) -> tuple[socket.socket, object]:
-    """A raw GET on a streaming endpoint; returns the socket and a buffered reader past the headers."""
+    """A raw GET on a streaming endpoint; returns the socket and a buffered reader past the headers.
+    The connection closes when both are closed (`with sock, reader:`)."""
     sock = socket.socket()
     if receive_buffer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
@@ -251,11 +262,10 @@ def media(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def served(media):
     """One run on a 34 s looped clip (paced at 30 fps) that the endpoint tests share."""
-    run = Served(media, "--source", str(looped_video(media, 14)), "--serve-linger")
-    run.wait_for(lambda s: s["frames"] > 10)
-    yield run
-    code = run.stop(signal.SIGINT)
-    assert code == 130, run.stderr()
+    with Served(media, "--source", str(looped_video(media, 14)), "--serve-linger") as run:
+        run.wait_for(lambda s: s["frames"] > 10)
+        yield run
+        assert run.stop(signal.SIGINT) == 130, run.stderr()
     assert "Traceback" not in run.stderr()
 
 
@@ -304,7 +314,7 @@ def test_history_holds_chart_samples(served):
 
 def test_video_stream_sends_new_jpeg_frames(served):
     sock, reader = open_stream(served.port, "/stream.mjpg")
-    with sock:
+    with sock, reader:
         parts = read_mjpeg_parts(reader, 4)
     images = [cv2.imdecode(np.frombuffer(p, np.uint8), cv2.IMREAD_COLOR) for p in parts]
     assert all(image.shape == (360, 640, 3) for image in images)
@@ -313,7 +323,7 @@ def test_video_stream_sends_new_jpeg_frames(served):
 
 def test_event_stream_sends_status_and_faces(served):
     sock, reader = open_stream(served.port, "/events")
-    with sock:
+    with sock, reader:
         events = read_sse_events(reader, 3)
     assert all(name == "message" for name, _ in events)
     frames = [data["faces"]["frame"] for _, data in events]
@@ -338,12 +348,12 @@ def test_many_viewers_share_one_pipeline_and_one_may_leave_mid_stream(served):
 
     def viewer() -> None:
         sock, reader = open_stream(served.port, "/stream.mjpg")
-        with sock:
+        with sock, reader:
             received.append(len(read_mjpeg_parts(reader, 3)))
 
     leaver, leaver_reader = open_stream(served.port, "/stream.mjpg")
-    leaver_reader.read(1000)  # in the middle of a JPEG part
-    leaver.close()
+    with leaver, leaver_reader:
+        leaver_reader.read(1000)  # and gone in the middle of a JPEG part
     viewers = [threading.Thread(target=viewer) for _ in range(6)]
     for thread in viewers:
         thread.start()
@@ -355,25 +365,25 @@ def test_many_viewers_share_one_pipeline_and_one_may_leave_mid_stream(served):
 
 
 def test_file_run_ends_at_end_of_file_paced(media):
-    run = Served(media, "--source", str(DATA / "single_face.mp4"))
-    assert run.process.wait(timeout=60) == 0, run.stderr()
+    with Served(media, "--source", str(DATA / "single_face.mp4")) as run:
+        assert run.process.wait(timeout=60) == 0, run.stderr()
     frames, elapsed, first = report_numbers(run.stderr())
     assert frames == 72
     assert elapsed - first >= 71 / 30 - 0.1  # 72 frames at the clip's 30 fps take 2.4 s
     assert "web view on http://127.0.0.1:" in run.stderr() and "Traceback" not in run.stderr()
-    run.stop()
 
 
 def test_linger_keeps_serving_the_last_frame_until_terminated(media):
-    run = Served(media, "--source", str(DATA / "single_face.mp4"), "--serve-linger")
-    status = run.wait_for(lambda s: not s["running"], timeout=60)
-    assert status["frames"] == 72
-    assert run.json("/api/faces")["frame"] == 71
-    sock, reader = open_stream(run.port, "/stream.mjpg")
-    with sock:
-        (part,) = read_mjpeg_parts(reader, 1)
-    assert cv2.imdecode(np.frombuffer(part, np.uint8), cv2.IMREAD_COLOR).shape == (360, 640, 3)
-    assert run.stop(signal.SIGTERM) == 143
+    with Served(media, "--source", str(DATA / "single_face.mp4"), "--serve-linger") as run:
+        status = run.wait_for(lambda s: not s["running"], timeout=60)
+        assert status["frames"] == 72
+        assert run.json("/api/faces")["frame"] == 71
+        sock, reader = open_stream(run.port, "/stream.mjpg")
+        with sock, reader:
+            (part,) = read_mjpeg_parts(reader, 1)
+        assert cv2.imdecode(np.frombuffer(part, np.uint8), cv2.IMREAD_COLOR).shape == (360, 640, 3)
+        run.wait_for(lambda s: s["streams"]["video"] == 0, timeout=15)  # a viewer gone, no new frame: noticed
+        assert run.stop(signal.SIGTERM) == 143
     assert "still serving" in run.stderr() and "Traceback" not in run.stderr()
 
 
@@ -401,10 +411,9 @@ def test_port_in_use_is_a_one_line_error():
 
 
 def test_other_address_than_loopback_warns(media):
-    run = Served(media, "--source", str(DATA / "single_face.jpg"))  # loopback: no warning
-    run.process.wait(timeout=60)
+    with Served(media, "--source", str(DATA / "single_face.jpg")) as run:  # loopback: no warning
+        run.process.wait(timeout=60)
     assert "anyone who can reach" not in run.stderr()
-    run.stop()
     result = run_cli("--source", str(DATA / "single_face.jpg"), "--headless", "--serve", "0.0.0.0:0", timeout=60)
     assert result.returncode == 0, result.stderr
     assert "anyone who can reach this address can watch" in result.stderr
@@ -430,9 +439,8 @@ def stalled_client_ratio(media: Path, video: Path) -> float:
     never reads: frames/s with it over frames/s without it."""
     config = media / "unpaced.toml"
     config.write_text("[serve]\npace = false\n")
-    run = Served(media, "--config", str(config), "--source", str(video))
     alone, stalled = [], []
-    try:
+    with Served(media, "--config", str(config), "--source", str(video)) as run:
         run.wait_for(lambda s: s["frames"] >= 60)
         for window in range(5):
             if window % 2 == 0:
@@ -441,14 +449,13 @@ def stalled_client_ratio(media: Path, video: Path) -> float:
                 assert last["jpegs"] == first["jpegs"], last  # nobody watches: nothing is encoded
                 alone.append(fps)
                 continue
-            client = open_stream(run.port, "/stream.mjpg", receive_buffer=4096)[0]
-            time.sleep(SETTLE_S)
-            fps, first, last = frames_per_second(run, WINDOW_S)
-            client.close()  # leaves in the middle of a frame it never read
+            client, reader = open_stream(run.port, "/stream.mjpg", receive_buffer=4096)
+            with client, reader:  # leaves in the middle of a frame it never read
+                time.sleep(SETTLE_S)
+                fps, first, last = frames_per_second(run, WINDOW_S)
             assert last["streams"]["video"] == 1, last  # connected all along ...
             assert last["jpegs"] - first["jpegs"] <= 2, (first, last)  # ... and blocked after its first frames
             stalled.append(fps)
-    finally:
         assert run.stop(signal.SIGINT) == 130, run.stderr()
     assert "Traceback" not in run.stderr()
     print(f"\nunpaced frames/s, no client: {[round(f) for f in alone]}; "

@@ -29,12 +29,11 @@ def screenshot_path(tmp_path: Path) -> Path:
 
 
 def test_page_shows_the_live_video_labels_and_chart(tmp_path):
-    run = Served(tmp_path, "--source", str(looped_video(tmp_path, 6)))  # about 14 s at the clip's 30 fps
     errors: list[str] = []
-    try:
+    with Served(tmp_path, "--source", str(looped_video(tmp_path, 6))) as run:  # about 14 s at 30 fps
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.on("console", lambda message: message.type == "error" and errors.append(message.text))
             page.on("pageerror", lambda error: errors.append(str(error)))
             page.goto(run.url + "/")  # Playwright's predicates below are functions: the page's policy forbids eval
@@ -45,7 +44,7 @@ def test_page_shows_the_live_video_labels_and_chart(tmp_path):
             page.wait_for_selector(".face .title", timeout=WAIT_MS)
             title = page.inner_text(".face .title")
             assert any(label in title for label in LABELS), title
-            page.wait_for_function("() => samples.filter((s) => s[1]).length >= 4", timeout=WAIT_MS)  # chart points
+            page.wait_for_function("() => samples.filter((s) => s[1]).length >= 4", timeout=WAIT_MS)  # chart
             page.wait_for_timeout(500)
             after = page.locator("#stream").screenshot()
             assert before != after  # the video updates
@@ -60,7 +59,5 @@ def test_page_shows_the_live_video_labels_and_chart(tmp_path):
             page.wait_for_function("() => document.getElementById('state').textContent === 'stream closed'",
                                    timeout=WAIT_MS)
             browser.close()
-    finally:
-        run.stop()
     assert errors == []  # no script error, no blocked request (the page's security policy allows only itself)
     assert "Traceback" not in run.stderr()
