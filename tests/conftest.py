@@ -18,6 +18,22 @@ def data() -> Path:
     return DATA
 
 
+def looped_video(folder: Path, times: int) -> Path:
+    """The 72-frame sample clip played forwards and backwards ``times`` times, at 30 fps: a long run."""
+    import cv2
+
+    capture, frames = cv2.VideoCapture(str(DATA / "single_face.mp4")), []
+    while (frame := capture.read()[1]) is not None:
+        frames.append(frame)
+    path = folder / f"looped_{times}.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 360))
+    for i in range(times):
+        for frame in frames if i % 2 == 0 else frames[::-1]:
+            writer.write(frame)
+    writer.release()
+    return path
+
+
 def shm_segments(pid: int) -> list[str]:
     """Shared-memory segments the run with this pid created and did not free."""
     shm = Path("/dev/shm")

@@ -15,7 +15,7 @@ import cv2
 import psutil
 import pytest
 
-from tests.conftest import DATA, ROOT, run_cli, shm_segments
+from tests.conftest import DATA, ROOT, looped_video, run_cli, shm_segments
 
 
 def frame_count(path: Path) -> int:
@@ -138,20 +138,8 @@ def test_validate_config(bad_files):
 
 @pytest.fixture(scope="module")
 def long_video(tmp_path_factory) -> Path:
-    """The sample clip played forwards and backwards 15 times: long enough to interrupt."""
-    capture, frames = cv2.VideoCapture(str(DATA / "single_face.mp4")), []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    path = tmp_path_factory.mktemp("long") / "long.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 360))
-    for i in range(15):
-        for frame in frames if i % 2 == 0 else frames[::-1]:
-            writer.write(frame)
-    writer.release()
-    return path
+    """Long enough to interrupt: the sample clip 15 times."""
+    return looped_video(tmp_path_factory.mktemp("long"), 15)
 
 
 def start_cli(*args: str) -> subprocess.Popen:

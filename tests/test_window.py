@@ -7,12 +7,10 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import cv2
 import pytest
 
-from tests.conftest import DATA, ROOT, shm_segments
+from tests.conftest import ROOT, looped_video, shm_segments
 
 pytestmark = pytest.mark.skipif(not (shutil.which("Xvfb") and shutil.which("xdotool")),
                                 reason="needs Xvfb and xdotool (apt-get install xvfb xdotool; .ci/run installs them)")
@@ -29,23 +27,8 @@ def display():
     server.wait(5)
 
 
-def looped_clip(path: Path, times: int) -> Path:
-    capture, frames = cv2.VideoCapture(str(DATA / "single_face.mp4")), []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 360))
-    for _ in range(times):
-        for frame in frames:
-            writer.write(frame)
-    writer.release()
-    return path
-
-
 def test_window_shows_the_video_and_q_quits(tmp_path, display):
-    clip = looped_clip(tmp_path / "long.mp4", 40)
+    clip = looped_video(tmp_path, 40)
     events = tmp_path / "faces.jsonl"
     env = {**os.environ, "DISPLAY": display}
     env.pop("WAYLAND_DISPLAY", None)
