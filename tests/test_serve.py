@@ -387,6 +387,14 @@ def test_linger_keeps_serving_the_last_frame_until_terminated(media):
     assert "still serving" in run.stderr() and "Traceback" not in run.stderr()
 
 
+def test_live_sources_are_not_paced(media):
+    with Served(media, "--source", str(DATA / "single_face.mp4"), "--live", "yes", "--serve-linger") as run:
+        status = run.wait_for(lambda s: not s["running"], timeout=60)
+        assert status["source"]["live"] is True and status["source"]["paced"] is False
+        assert "held" not in status["latency_ms"]
+        assert run.stop(signal.SIGINT) == 130
+
+
 @pytest.mark.parametrize("address, message", [
     ("nonsense", "--serve must be HOST:PORT"),
     ("127.0.0.1:70000", "--serve must be HOST:PORT"),
