@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from edge.serve import Broadcast, Pacer, ServeError, host_name, is_loopback, parse_address
-from tests.conftest import DATA, ROOT, run_cli, shm_segments
+from tests.conftest import DATA, ROOT, looped_video, run_cli, shm_segments
 
 STARTUP_TIMEOUT_S = 60.0
 
@@ -30,20 +30,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def looped_video(folder: Path, times: int) -> Path:
-    """The 72-frame sample played forwards and backwards ``times`` times, at 30 fps."""
-    capture, frames = cv2.VideoCapture(str(DATA / "single_face.mp4")), []
-    while (frame := capture.read()[1]) is not None:
-        frames.append(frame)
-    path = folder / f"looped_{times}.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 360))
-    for i in range(times):
-        for frame in frames if i % 2 == 0 else frames[::-1]:
-            writer.write(frame)
-    writer.release()
-    return path
 
 
 class Served:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.test_serve import Served, looped_video
+from tests.conftest import looped_video
+from tests.test_serve import Served
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; Playwright's own browser builds cannot be downloaded here
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
