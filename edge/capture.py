@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 SLOT_WAIT_S = 0.1  # how long a blocking wait lasts before the stop flag is checked again
+MAX_PACE_LAG_S = 0.5  # a paced source this far behind restarts its clock instead of rushing to catch up
 
 
 class SourceError(ValueError):
@@ -228,6 +229,22 @@ def open_source(spec: str, config: CaptureConfig) -> Source:
     return VideoSource(spec, config, live=bool(live_override))
 
 
+class Pacer:
+    """Holds each frame of a file until its time in the source has come, so it plays at its own rate."""
+
+    def __init__(self) -> None:
+        self.origin: float | None = None  # perf_counter at timestamp 0
+
+    def wait(self, timestamp: float, stop: threading.Event | None = None) -> None:
+        """Sleep until the frame with this timestamp (seconds into the source) is due, or stop is set."""
+        now = time.perf_counter()
+        if self.origin is None or now - (self.origin + timestamp) > MAX_PACE_LAG_S:
+            self.origin = now - timestamp
+        delay = self.origin + timestamp - now
+        if delay > 0:
+            (stop or threading.Event()).wait(delay)
+
+
 @dataclass
 class FrameTask:
     """A captured frame as it travels between stages: where its pixels are, never the pixels."""
@@ -252,7 +269,8 @@ class FrameReader(threading.Thread):
     """
 
     def __init__(self, source: Source, buffers: list[np.ndarray], send: Callable[[FrameTask | None], None],
-                 config: CaptureConfig, stop: threading.Event, max_in_flight: int = 2) -> None:
+                 config: CaptureConfig, stop: threading.Event, max_in_flight: int = 2,
+                 pace: bool = False) -> None:
         super().__init__(name="capture", daemon=True)
         self.source = source
         self.buffers = buffers  # flat uint8 slot buffers in shared memory
@@ -260,6 +278,9 @@ class FrameReader(threading.Thread):
         self.config = config
         self.stop_event = stop
         self.max_in_flight = max_in_flight
+        # A file played at its own frame rate (for viewers): read each frame when it is due, so
+        # frames never wait in the ring and the latencies stay those of the pipeline.
+        self.pacer = Pacer() if pace and not source.live and not source.still else None
         self.free: queue.Queue[int] = queue.Queue()
         for slot in range(len(buffers)):
             self.free.put(slot)
@@ -311,6 +332,8 @@ class FrameReader(threading.Thread):
                 slot = self._free_slot()
                 if slot is None:
                     break
+                if self.pacer is not None:
+                    self.pacer.wait(self.source.timestamp(self.frames_read), self.stop_event)
                 read_start = time.perf_counter()
                 frame = self._read_into(self.buffers[slot])
                 if frame is None:

@@ -193,8 +193,10 @@ class Pipeline:
     them freely) and returns False to stop early.
     """
 
-    def __init__(self, source: str | Source, config: Config, model: str | Path | None = None) -> None:
+    def __init__(self, source: str | Source, config: Config, model: str | Path | None = None,
+                 pace: bool = False) -> None:
         self.source_spec = source  # what --source says, or an already open Source
+        self.pace = pace  # play a video file at its own frame rate (cameras and images never wait)
         self.config = config
         self.model_path = Path(model or config.classifier.model or DEFAULT_MODEL)
         self.model_info: ModelInfo = load_model_info(self.model_path)
@@ -228,7 +230,7 @@ class Pipeline:
             self._wait_ready(res_q)
             max_in_flight = LIVE_MAX_IN_FLIGHT if self.source.live else self._ring.slots
             self._reader = FrameReader(self.source, self._ring.buffers, det_q.put, self.config.capture,
-                                       self._stop, max_in_flight=max_in_flight)
+                                       self._stop, max_in_flight=max_in_flight, pace=self.pace)
             self._reader.start()
             self._consume(res_q, on_result)
         finally:
@@ -328,6 +330,11 @@ class Pipeline:
             summary.first_frame_s = stamps["rendered"] - summary.started
         summary.latencies.append(result.latencies_ms())
         return keep_going is not False
+
+    @property
+    def paced(self) -> bool:
+        """Whether frames are read at the source's own rate."""
+        return self._reader is not None and self._reader.pacer is not None
 
     @property
     def workers(self) -> dict[str, int]:

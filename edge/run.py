@@ -118,14 +118,12 @@ class Presenter:
 
     def __call__(self, frame: np.ndarray, result: FrameResult, pipeline: Pipeline) -> bool:
         self.open()
-        if self.web is not None:
-            self.web.pace(result, pipeline.source)
         self.follow(result)
         if self.timeline is not None:
             self.timeline.add(result.record())
         self.renderer.render(frame, result, dropped=pipeline.dropped)
         if self.web is not None:
-            self.web.publish(frame, result, pipeline.source, pipeline.dropped)
+            self.web.publish(frame, result, pipeline.source, pipeline.dropped, pipeline.paced)
         if self.frames is not None:
             self.frames.write(frame, result)
         if self.events is not None:
@@ -191,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.validate_config:
             print(f"{args.config or 'defaults'}: config OK")
             return EXIT_OK
-        pipeline = Pipeline(args.source, config, model=args.model)
+        pipeline = Pipeline(args.source, config, model=args.model, pace=bool(args.serve) and config.serve.pace)
         presenter = Presenter(pipeline, args, config)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -38,8 +38,6 @@ LATENCY_FRAMES = 30  # stage latencies shown are medians over this many recent f
 CLOSE_WAIT_S = 1.0  # at the end, streams get this long to send their closing event
 MAX_STREAMS = 32  # open video and event streams at once; more get 503
 VIDEO_SEND_BUFFER = 128 * 1024  # bytes the kernel may hold for one viewer: a stalled one blocks within a few frames
-MAX_PACE_LAG_S = 0.5  # a paced source this far behind restarts its clock instead of rushing to catch up
-MAX_PACE_WAIT_S = 1.0  # never hold one frame longer than this (odd timestamps)
 BOUNDARY = b"frame"
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -182,22 +180,6 @@ class Broadcast:
             self._cond.wait_for(lambda: not any(self.streams.values()), timeout)
 
 
-class Pacer:
-    """Holds each frame of a file until its time in the source has come, so it plays at its own rate."""
-
-    def __init__(self) -> None:
-        self.origin: float | None = None  # perf_counter at timestamp 0
-
-    def wait(self, timestamp: float) -> None:
-        """Sleep until the frame with this timestamp (seconds into the source) is due."""
-        now = time.perf_counter()
-        if self.origin is None or now - (self.origin + timestamp) > MAX_PACE_LAG_S:
-            self.origin = now - timestamp
-        delay = self.origin + timestamp - now
-        if delay > 0:
-            time.sleep(min(delay, MAX_PACE_WAIT_S))
-
-
 def mean_probs(faces: dict) -> list[float] | None:
     """One chart sample: the (smoothed, where smoothed) probabilities averaged over the faces; None without one."""
     if not faces["faces"]:
@@ -226,7 +208,6 @@ class WebView:
         self.dropped = 0
         self.running = True
         self.source: dict[str, Any] = {}
-        self.pacer: Pacer | None = None
         self.previous: FrameResult | None = None
         self.server = make_server(host, port, self)
         self.loopback = is_loopback(self.server.server_address[0])
@@ -246,19 +227,10 @@ class WebView:
     def uptime(self) -> float:
         return time.perf_counter() - self.started
 
-    def pace(self, result: FrameResult, source: Source) -> None:
-        """Before rendering: hold a file's frame until its due time (cameras and images are not held)."""
-        if self.pacer is None and self.config.pace and not source.live and not source.still:
-            self.pacer = Pacer()
-        if self.pacer is not None:
-            self.pacer.wait(result.timestamp)
-            result.stamps["render_start"] = time.perf_counter()  # the wait is not rendering
-
-    def publish(self, frame: np.ndarray, result: FrameResult, source: Source, dropped: int) -> None:
+    def publish(self, frame: np.ndarray, result: FrameResult, source: Source, dropped: int, paced: bool) -> None:
         """After rendering: the annotated frame and its faces become the newest for every client."""
         if not self.source:
-            self.source = {"name": source.name, "live": source.live, "fps": round(source.fps, 2),
-                           "paced": self.pacer is not None}
+            self.source = {"name": source.name, "live": source.live, "fps": round(source.fps, 2), "paced": paced}
         faces = result.record()
         now = self.uptime()
         with self.lock:
@@ -266,7 +238,7 @@ class WebView:
             self.frames += 1
             self.dropped = dropped
             if self.previous is not None:  # a frame's render and total spans end after this call returns
-                self.latencies.append(self.stage_latencies(self.previous))
+                self.latencies.append(self.previous.latencies_ms())
             self.previous = result
             if not self.history or now - self.history[-1][0] >= HISTORY_INTERVAL_S:
                 self.history.append((round(now, 2), mean_probs(faces)))
@@ -277,17 +249,9 @@ class WebView:
         with self.lock:
             self.running = False
             if self.previous is not None:
-                self.latencies.append(self.stage_latencies(self.previous))
+                self.latencies.append(self.previous.latencies_ms())
                 self.previous = None
         self.broadcast.touch()
-
-    def stage_latencies(self, result: FrameResult) -> dict[str, float]:
-        """The frame's stage latencies (ms); a paced file adds "held": classified until due (part of total)."""
-        latencies = result.latencies_ms()
-        stamps = result.stamps
-        if self.pacer is not None and "classify_end" in stamps and "render_start" in stamps:
-            latencies["held"] = (stamps["render_start"] - stamps["classify_end"]) * 1000.0
-        return latencies
 
     def status(self) -> dict[str, Any]:
         """What /api/status and every event carry: source, fps, frames, drops, median stage latencies (ms)."""
@@ -295,7 +259,7 @@ class WebView:
             recent = list(self.latencies)
             status = {"running": self.running, "source": self.source, "fps": round(self.fps.fps, 2),
                       "frames": self.frames, "jpegs": self.jpegs, "dropped": self.dropped}
-        status["latency_ms"] = {stage: round(statistics.median(values), 2) for stage in (*STAGES, "held")
+        status["latency_ms"] = {stage: round(statistics.median(values), 2) for stage in STAGES
                                 if (values := [r[stage] for r in recent if stage in r])}
         status.update(streams=dict(self.broadcast.streams), uptime_s=round(self.uptime(), 2), labels=list(self.labels))
         return status

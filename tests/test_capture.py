@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from edge.capture import FrameReader, Source, SourceError, fit_into, open_source
+from edge.capture import FrameReader, Pacer, Source, SourceError, fit_into, open_source
 from edge.config import CaptureConfig
 from tests.conftest import DATA
 
@@ -173,3 +173,30 @@ def test_a_frame_too_big_for_its_slot_is_shrunk_to_fit(shape):
     buffer = np.zeros(8 * 8 * 3, np.uint8)
     view = fit_into(np.full(shape, 200, np.uint8), buffer)
     assert view.size <= buffer.size and view.ndim == 3 and (view == 200).all()
+
+
+def test_pacer_holds_frames_until_their_time():
+    pacer = Pacer()
+    started = time.perf_counter()
+    for index in range(10):
+        pacer.wait(index / 30)
+    assert 9 / 30 - 0.01 <= time.perf_counter() - started < 9 / 30 + 0.15
+
+
+def test_pacer_falling_behind_restarts_the_clock_instead_of_rushing():
+    pacer = Pacer()
+    pacer.wait(0.0)
+    time.sleep(0.7)  # a stall longer than MAX_PACE_LAG_S
+    pacer.wait(1 / 30)
+    started = time.perf_counter()
+    pacer.wait(2 / 30)
+    assert time.perf_counter() - started >= 1 / 30 - 0.01
+
+
+def test_a_stop_ends_a_pacing_wait_at_once():
+    pacer, stop = Pacer(), threading.Event()
+    pacer.wait(0.0, stop)
+    stop.set()
+    started = time.perf_counter()
+    pacer.wait(30.0, stop)
+    assert time.perf_counter() - started < 0.5
