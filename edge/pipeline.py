@@ -80,8 +80,15 @@ class FrameRing:
 
 
 def worker_signals() -> None:
-    """Workers leave Ctrl-C to the main process, which stops them in order."""
+    """Workers leave Ctrl-C and SIGTERM to the main process, which stops them in order.
+
+    Both often reach the whole process group (a terminal, `timeout`, systemd); a worker that
+    died of them would turn an orderly stop into a failure. The main process ends its
+    workers with the end-of-stream message, and kills any that do not stop; a worker whose
+    parent is gone ends by itself.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def parent_gone(parent_pid: int) -> bool:
@@ -281,6 +288,10 @@ class Pipeline:
             if process.exitcode is not None and process.exitcode != 0:
                 raise PipelineError(f"{process.name} process died (exit code {process.exitcode})")
 
+    def _workers_ended(self) -> bool:
+        """Whether a worker has exited (the end-of-stream message can no longer arrive)."""
+        return any(process.exitcode is not None for process in self._processes)
+
     def _consume(self, res_q: Any, on_result: OnResult) -> None:
         """Results in sequence order to on_result until end of stream, a stop, or a failure."""
         summary = self.summary
@@ -291,6 +302,8 @@ class Pipeline:
             try:
                 message = res_q.get(timeout=QUEUE_WAIT_S)
             except queue.Empty:
+                if self._stop_reason and self._workers_ended():
+                    break  # stopping anyway, and a worker was killed too (e.g. SIGKILL to the group)
                 self._check_workers()
                 if self._stop.is_set() and not stopping:
                     stopping = True  # the reader ends the stream; results in flight still arrive

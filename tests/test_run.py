@@ -142,10 +142,11 @@ def long_video(tmp_path_factory) -> Path:
     return looped_video(tmp_path_factory.mktemp("long"), 15)
 
 
-def start_cli(*args: str) -> subprocess.Popen:
+def start_cli(*args: str, own_group: bool = False) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     return subprocess.Popen([sys.executable, "-m", "edge.run", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=own_group)
 
 
 def wait_for_frames(events: Path, count: int, timeout: float = 60) -> None:
@@ -157,13 +158,19 @@ def wait_for_frames(events: Path, count: int, timeout: float = 60) -> None:
     raise AssertionError("the run produced no frames in time")
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_stops_in_order_and_output_stays_playable(tmp_path, long_video, sig, code, clean_system):
+@pytest.mark.parametrize("sig, code, group", [(signal.SIGTERM, 143, False), (signal.SIGINT, 130, False),
+                                             (signal.SIGTERM, 143, True), (signal.SIGINT, 130, True)])
+def test_signal_stops_in_order_and_output_stays_playable(tmp_path, long_video, sig, code, group, clean_system):
+    """Sent to the main process, or to its whole process group as a terminal, `timeout` or systemd do."""
     out, events = tmp_path / "out.mp4", tmp_path / "faces.jsonl"
-    process = start_cli("--source", str(long_video), "--headless", "--output", str(out), "--events", str(events))
+    process = start_cli("--source", str(long_video), "--headless", "--output", str(out), "--events", str(events),
+                        own_group=group)
     wait_for_frames(events, 20)
     children = psutil.Process(process.pid).children(recursive=True)
-    process.send_signal(sig)
+    if group:
+        os.killpg(process.pid, sig)
+    else:
+        process.send_signal(sig)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == code, stderr
     assert "Traceback" not in stderr
