@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.boxes import iou_matrix
 from edge.config import TrackerConfig
 from edge.results import Faces
 
@@ -30,18 +31,6 @@ class Track:
     def predicted(self) -> np.ndarray:
         """Where the box should be in the next processed frame if it keeps its velocity."""
         return self.box + self.velocity * (self.missed + 1)
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Intersection over union of every box in ``a`` (m, 4) with every box in ``b`` (n, 4), xyxy."""
-    a, b = a[:, None, :].astype(np.float64), b[None, :, :].astype(np.float64)
-    w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = w * h
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    union = area_a + area_b - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
 def centres(boxes: np.ndarray) -> np.ndarray:

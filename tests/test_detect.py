@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from edge.config import DetectorConfig
-from edge.detect import FaceDetector, crop_faces, iou_matrix, plan_full_scan, suppress_duplicates
+from edge.boxes import iou_matrix
+from edge.detect import FaceDetector, crop_faces, plan_full_scan, suppress_duplicates
 from tests.conftest import DATA
 
 # Hand-checked boxes of the five faces in multi_face.jpg (x1, y1, x2, y2).

@@ -10,7 +10,8 @@ import pytest
 
 from edge.config import ConfigError, TrackerConfig, load_config
 from edge.results import Faces
-from edge.track import Tracker, assign, iou_matrix
+from edge.boxes import iou_matrix
+from edge.track import Tracker, assign
 
 SIZE = 40  # face box side, pixels
 
