@@ -234,20 +234,19 @@ class EventSink:
             self.writer.writerow(["frame", "t", "image", "face", "track_id", "x1", "y1", "x2", "y2",
                                   "label", "score", *labels, "raw_label", *(f"smoothed_{name}" for name in labels)])
 
-    def write(self, result: FrameResult) -> None:
+    def write(self, event: dict) -> None:
+        """One frame's event, as ``FrameResult.record()`` gives it."""
         if self.writer is None:
-            self.file.write(json.dumps(result.record()) + "\n")
+            self.file.write(json.dumps(event) + "\n")
             return
-        faces = result.faces
-        if len(faces) == 0:  # the frame still appears, with no face
-            self.writer.writerow([result.index, f"{result.timestamp:.4f}", result.name]
-                                 + [""] * (9 + 2 * len(self.labels)))
-        for i, record in enumerate(faces.records()):
-            smoothed = record.get("smoothed", {})
-            self.writer.writerow([result.index, f"{result.timestamp:.4f}", result.name, i, record["track_id"],
-                                  *record["box"], record["label"], record["score"],
-                                  *(record["probs"][name] for name in self.labels),
-                                  record.get("raw_label", record["label"]),
+        frame = [event["frame"], f"{event['t']:.4f}", event.get("image", "")]
+        if not event["faces"]:  # the frame still appears, with no face
+            self.writer.writerow(frame + [""] * (9 + 2 * len(self.labels)))
+        for i, face in enumerate(event["faces"]):
+            smoothed = face.get("smoothed", {})
+            self.writer.writerow([*frame, i, face["track_id"], *face["box"], face["label"], face["score"],
+                                  *(face["probs"][name] for name in self.labels),
+                                  face.get("raw_label", face["label"]),
                                   *(smoothed.get(name, "") for name in self.labels)])
 
     def close(self) -> None:

@@ -119,15 +119,16 @@ class Presenter:
     def __call__(self, frame: np.ndarray, result: FrameResult, pipeline: Pipeline) -> bool:
         self.open()
         self.follow(result)
+        event = result.record()  # built once: the timeline, the web view and the events share it
         if self.timeline is not None:
-            self.timeline.add(result.record())
+            self.timeline.add(event)
         self.renderer.render(frame, result, dropped=pipeline.dropped)
         if self.web is not None:
-            self.web.publish(frame, result, pipeline.source, pipeline.dropped, pipeline.paced)
+            self.web.publish(frame, result, event, pipeline.source, pipeline.dropped, pipeline.paced)
         if self.frames is not None:
             self.frames.write(frame, result)
         if self.events is not None:
-            self.events.write(result)
+            self.events.write(event)
         if self.window is not None:
             return self.window.show(frame)
         return True

@@ -227,11 +227,11 @@ class WebView:
     def uptime(self) -> float:
         return time.perf_counter() - self.started
 
-    def publish(self, frame: np.ndarray, result: FrameResult, source: Source, dropped: int, paced: bool) -> None:
-        """After rendering: the annotated frame and its faces become the newest for every client."""
+    def publish(self, frame: np.ndarray, result: FrameResult, faces: dict, source: Source, dropped: int,
+                paced: bool) -> None:
+        """After rendering: the annotated frame and its faces (the frame's event) become the newest for every client."""
         if not self.source:
             self.source = {"name": source.name, "live": source.live, "fps": round(source.fps, 2), "paced": paced}
-        faces = result.record()
         now = self.uptime()
         with self.lock:
             self.fps.tick()
