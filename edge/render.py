@@ -118,11 +118,20 @@ class Renderer:
     def __init__(self, config: RenderConfig) -> None:
         self.config = config
         self.fps = FpsMeter(config.fps_window_s)
+        self._previous: FrameResult | None = None
 
     def render(self, frame: np.ndarray, result: FrameResult, dropped: int = 0) -> None:
         fps = self.fps.tick()
         draw_faces(frame, result, self.config.probabilities)
-        draw_status(frame, status_lines(fps, result.latencies_ms(), dropped, self.config.latency))
+        draw_status(frame, status_lines(fps, self.latencies(result), dropped, self.config.latency))
+
+    def latencies(self, result: FrameResult) -> dict[str, float]:
+        """This frame's stage latencies; "total" is the previous frame's, as a frame's own ends after drawing."""
+        latencies = result.latencies_ms()
+        previous, self._previous = self._previous, result
+        if previous is not None and "total" in (done := previous.latencies_ms()):
+            latencies["total"] = done["total"]
+        return latencies
 
 
 def display_available() -> bool:
