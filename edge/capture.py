@@ -301,16 +301,28 @@ class FrameReader(threading.Thread):
                 task, self.pending = self.pending, None
                 self._dispatch(task)
 
-    def _dispatch(self, task: FrameTask) -> None:
+    def _number(self, task: FrameTask) -> None:
         # Sequence numbers count dispatched frames only, so the renderer sees no gaps.
         task.seq = self._next_seq
         self._next_seq += 1
         self.in_flight += 1
+
+    def _dispatch(self, task: FrameTask) -> None:
+        """Under the lock, so that frames dispatched by release() on another thread go out in order."""
+        self._number(task)
         self.send(task)
 
     def _offer(self, task: FrameTask) -> None:
+        if not self.source.live:
+            # Only this thread dispatches a file's frames (none is ever pending), so send() runs
+            # outside the lock: it may block while every stage downstream is full, and the thread
+            # that empties them calls release(), which takes the lock.
+            with self.lock:
+                self._number(task)
+            self.send(task)
+            return
         with self.lock:
-            if not self.source.live or self.in_flight < self.max_in_flight:
+            if self.in_flight < self.max_in_flight:  # max_in_flight small messages: send() cannot block
                 self._dispatch(task)
                 return
             if self.pending is not None:

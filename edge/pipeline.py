@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -19,6 +20,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from edge.capture import FrameReader, FrameTask, Source, frame_view, open_source
+from edge.channel import Channel
 from edge.classify import DEFAULT_MODEL
 from edge.config import Config
 from edge.model import ModelInfo, load_model_info
@@ -95,8 +97,14 @@ def parent_gone(parent_pid: int) -> bool:
     return os.getppid() != parent_pid
 
 
-def received(tasks: Any, out: Any, parent_pid: int) -> Iterator[Any]:
-    """A worker's inbox: each item until the end of the stream (passed on downstream) or the parent's death."""
+def report(status: Channel, kind: str, stage: str, detail: str | None) -> None:
+    """A status message to the main process, unless it has stopped reading (it is ending the run) or died."""
+    with contextlib.suppress(BrokenPipeError):
+        status.put((kind, stage, detail))
+
+
+def received(tasks: Channel, out: Channel, parent_pid: int) -> Iterator[Any]:
+    """A worker's inbox: each item until the end of the stream (passed on downstream) or until upstream is gone."""
     while True:
         try:
             item = tasks.get(timeout=QUEUE_WAIT_S)
@@ -104,6 +112,8 @@ def received(tasks: Any, out: Any, parent_pid: int) -> Iterator[Any]:
             if parent_gone(parent_pid):
                 return
             continue
+        except EOFError:  # the stage upstream is gone (it died, or the main process did): not an end of stream
+            return
         if item is None:
             out.put(None)
             return
@@ -111,9 +121,12 @@ def received(tasks: Any, out: Any, parent_pid: int) -> Iterator[Any]:
 
 
 def detector_main(config: Config, crop_size: tuple[int, int], margin: float,
-                  tasks: Any, out: Any, status: Any, parent_pid: int) -> None:
+                  tasks: Channel, out: Channel, status: Channel, parent_pid: int) -> None:
     """Detector process: frame slot -> face boxes and face crops (status messages go to the main process)."""
     worker_signals()
+    tasks.reading()
+    out.writing()
+    status.writing()
     try:
         import cv2
 
@@ -122,9 +135,9 @@ def detector_main(config: Config, crop_size: tuple[int, int], margin: float,
         if config.detector.threads > 0:  # 0 keeps OpenCV's default; cv2.setNumThreads(0) would disable threads
             cv2.setNumThreads(config.detector.threads)
         detector = FaceDetector(config.detector)
-        status.put(("ready", "detector", None))
+        report(status, "ready", "detector", None)
     except Exception as exc:  # report any start-up failure as one line to the main process
-        status.put(("error", "detector", str(exc)))
+        report(status, "error", "detector", str(exc))
         return
     ring: FrameRing | None = None
     try:
@@ -139,24 +152,28 @@ def detector_main(config: Config, crop_size: tuple[int, int], margin: float,
             crops = crop_faces(gray, boxes, crop_size, margin)
             task.stamps["detect_end"] = time.perf_counter()
             out.put((task, boxes, crops))
+    except BrokenPipeError:
+        pass  # the classifier is gone, or the main process ended the run: the main process reports why
     except Exception as exc:
         log.exception("detector failed")
-        status.put(("error", "detector", str(exc)))
+        report(status, "error", "detector", str(exc))
     finally:
         if ring is not None:
             ring.close()
 
 
-def classifier_main(model_path: str, threads: int, tasks: Any, out: Any, parent_pid: int) -> None:
+def classifier_main(model_path: str, threads: int, tasks: Channel, out: Channel, parent_pid: int) -> None:
     """Classifier process: face crops -> probabilities, in label order."""
     worker_signals()
+    tasks.reading()
+    out.writing()
     try:
         from edge.classify import Classifier
 
         classifier = Classifier(model_path, num_threads=threads)
-        out.put(("ready", "classifier", None))
+        report(out, "ready", "classifier", None)
     except Exception as exc:
-        out.put(("error", "classifier", str(exc)))
+        report(out, "error", "classifier", str(exc))
         return
     try:
         for task, boxes, crops in received(tasks, out, parent_pid):
@@ -164,9 +181,11 @@ def classifier_main(model_path: str, threads: int, tasks: Any, out: Any, parent_
             probs = classifier.classify(crops) if len(crops) else np.zeros((0, len(classifier.labels)), np.float32)
             task.stamps["classify_end"] = time.perf_counter()
             out.put((task, boxes, probs))
+    except BrokenPipeError:
+        pass  # the main process stopped reading results (it is ending the run) or died
     except Exception as exc:
         log.exception("classifier failed")
-        out.put(("error", "classifier", str(exc)))
+        report(out, "error", "classifier", str(exc))
 
 
 @dataclass
@@ -226,33 +245,37 @@ class Pipeline:
         summary = self.summary
         summary.started = time.perf_counter()
         ctx = mp.get_context("spawn")
-        det_q, cls_q, res_q = ctx.Queue(), ctx.Queue(), ctx.Queue()
-        self._queues = (det_q, cls_q, res_q)
+        # det: capture thread -> detector; cls: detector -> classifier; res: both workers -> main.
+        det, cls, res = Channel(ctx), Channel(ctx), Channel(ctx, writers=2)
+        self._channels = (det, cls, res)
         try:
-            self._start_workers(ctx, det_q, cls_q, res_q)
+            self._start_workers(ctx, det, cls, res)
+            det.writing()  # the workers hold the other ends now; a stage's death then reads as EOF or EPIPE
+            cls.close()
+            res.reading()
             spec = self.source_spec
             self.source = open_source(spec, self.config.capture) if isinstance(spec, str) else spec
             self._ring = self._make_ring(self.source)
-            det_q.put(("ring", self._ring.name, self._ring.slots, self._ring.capacity))
-            self._wait_ready(res_q)
+            self._to_detector(("ring", self._ring.name, self._ring.slots, self._ring.capacity))
+            self._wait_ready(res)
             max_in_flight = LIVE_MAX_IN_FLIGHT if self.source.live else self._ring.slots
-            self._reader = FrameReader(self.source, self._ring.buffers, det_q.put, self.config.capture,
+            self._reader = FrameReader(self.source, self._ring.buffers, self._to_detector, self.config.capture,
                                        self._stop, max_in_flight=max_in_flight, pace=self.pace)
             self._reader.start()
-            self._consume(res_q, on_result)
+            self._consume(res, on_result)
         finally:
             self._shutdown()
             summary.elapsed_s = time.perf_counter() - summary.started
         return summary
 
-    def _start_workers(self, ctx: Any, det_q: Any, cls_q: Any, res_q: Any) -> None:
+    def _start_workers(self, ctx: Any, det: Channel, cls: Channel, res: Channel) -> None:
         pid = os.getpid()
         info = self.model_info
         self._processes = [
             ctx.Process(target=detector_main, name="edge.detector",
-                        args=(self.config, info.input_size, info.face_margin, det_q, cls_q, res_q, pid)),
+                        args=(self.config, info.input_size, info.face_margin, det, cls, res, pid)),
             ctx.Process(target=classifier_main, name="edge.classifier",
-                        args=(str(self.model_path), self.config.classifier.threads, cls_q, res_q, pid)),
+                        args=(str(self.model_path), self.config.classifier.threads, cls, res, pid)),
         ]
         for process in self._processes:
             process.start()
@@ -264,13 +287,28 @@ class Pipeline:
         slots = self.config.capture.ring_slots
         return FrameRing(slots, capacity)
 
-    def _wait_ready(self, res_q: Any) -> None:
+    def _to_detector(self, message: Any) -> None:
+        """The ring, then the capture thread's frames. A detector that died is reported from its exit code."""
+        try:
+            self._channels[0].put(message)
+        except OSError:  # BrokenPipeError: the detector is gone; or the run has ended and closed the channel
+            pass
+
+    def _next_result(self, res: Channel) -> Any:
+        """The next message from the workers; queue.Empty after QUEUE_WAIT_S without one."""
+        try:
+            return res.get(timeout=QUEUE_WAIT_S)
+        except EOFError:  # both workers have ended: the callers' checks say why (without a busy loop)
+            time.sleep(QUEUE_WAIT_S)
+            raise queue.Empty from None
+
+    def _wait_ready(self, res: Channel) -> None:
         """Both workers report ready (or their start-up error) before the first frame is read."""
         waiting = {"detector", "classifier"}
         deadline = time.perf_counter() + STARTUP_TIMEOUT_S
         while waiting:
             try:
-                message = res_q.get(timeout=QUEUE_WAIT_S)
+                message = self._next_result(res)
             except queue.Empty:
                 self._check_workers()
                 if self._stop.is_set():
@@ -292,7 +330,7 @@ class Pipeline:
         """Whether a worker has exited (the end-of-stream message can no longer arrive)."""
         return any(process.exitcode is not None for process in self._processes)
 
-    def _consume(self, res_q: Any, on_result: OnResult) -> None:
+    def _consume(self, res: Channel, on_result: OnResult) -> None:
         """Results in sequence order to on_result until end of stream, a stop, or a failure."""
         summary = self.summary
         waiting: dict[int, tuple[FrameTask, np.ndarray, np.ndarray]] = {}
@@ -300,7 +338,7 @@ class Pipeline:
         stopping = False
         while True:
             try:
-                message = res_q.get(timeout=QUEUE_WAIT_S)
+                message = self._next_result(res)
             except queue.Empty:
                 if self._stop_reason and self._workers_ended():
                     break  # stopping anyway, and a worker was killed too (e.g. SIGKILL to the group)
@@ -361,13 +399,17 @@ class Pipeline:
     def _shutdown(self) -> None:
         """Stop every stage, end every process, free the shared memory: whatever happened."""
         self._stop.set()
-        det_q, cls_q, res_q = self._queues
+        det, cls, res = self._channels
+        # Results are no longer read: a worker blocked writing one gets EPIPE and ends (and so does
+        # a detector waiting for the classifier), so the joins below do not wait on the pipes.
+        res.close()
         if self._reader is not None:
             self._reader.join(timeout=JOIN_TIMEOUT_S)
             self.summary.frames_read = self._reader.frames_read
             self.summary.dropped = self._reader.dropped
-        else:
-            det_q.put(None)
+        if self._reader is None or not self._reader.is_alive():  # (not under a send of the capture thread)
+            det.close()  # the detector reads on to the reader's end of stream, or to EOF without a reader
+        cls.close()
         for process in self._processes:
             process.join(timeout=JOIN_TIMEOUT_S)
         for process in self._processes:
@@ -378,9 +420,6 @@ class Pipeline:
             if process.is_alive():
                 process.kill()
                 process.join()
-        for q in (det_q, cls_q, res_q):
-            q.cancel_join_thread()
-            q.close()
         if self.source is not None:
             self.source.close()
         if self._ring is not None:

@@ -197,6 +197,23 @@ def test_a_dying_worker_ends_the_run_with_an_error(tmp_path, long_video, clean_s
     assert shm_segments(process.pid) == []
 
 
+def test_workers_end_when_the_main_process_is_killed(tmp_path, long_video, clean_system):
+    events = tmp_path / "faces.jsonl"
+    process = start_cli("--source", str(long_video), "--headless", "--events", str(events))
+    wait_for_frames(events, 10)
+    workers = [c for c in psutil.Process(process.pid).children(recursive=True)
+               if "spawn_main" in " ".join(c.cmdline())]
+    assert len(workers) == 2
+    process.kill()
+    process.communicate(timeout=30)
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert alive == []
+    deadline = time.monotonic() + 10  # multiprocessing's resource tracker frees the frames
+    while shm_segments(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert shm_segments(process.pid) == []
+
+
 def test_runtime_never_imports_tensorflow(tmp_path):
     code = (
         "import sys, edge.run\n"

@@ -440,7 +440,7 @@ def stalled_client_ratio(media: Path, video: Path) -> float:
 
 
 def test_a_stalled_client_does_not_slow_the_pipeline(media):
-    video = looped_video(media, 50)  # 3600 frames: at 300 frames/s the run is stopped before their end
+    video = looped_video(media, 100)  # 7200 frames: even at 600 frames/s the run is stopped before their end
     ratios = []
     for _ in range(3):  # other load on this machine comes and goes; a real slowdown would show every time
         ratios.append(stalled_client_ratio(media, video))
