@@ -87,10 +87,18 @@ class VideoSource(Source):
         elif self.target.startswith(STREAM_PREFIXES):
             timeout_ms = int(self.config.stall_timeout_s * 1000)
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
-            capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, params)
+            capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, params + self._decode_params())
         else:
-            capture = cv2.VideoCapture(self.target)
+            capture = cv2.VideoCapture(self.target, cv2.CAP_ANY, self._decode_params())
+            if not capture.isOpened() and self._decode_params():  # a backend that refuses the property
+                capture = cv2.VideoCapture(self.target)
         return capture if capture.isOpened() else None
+
+    def _decode_params(self) -> list[int]:
+        # FFmpeg's default decodes on every core: on a small machine those threads compete with the
+        # detector and classifier for the same cores, and frame threading delays each frame.
+        threads = self.config.decode_threads
+        return [cv2.CAP_PROP_N_THREADS, threads] if threads else []
 
     def _open_error(self) -> str:
         if isinstance(self.target, int):

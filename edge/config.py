@@ -36,6 +36,7 @@ class CaptureConfig:
     reopen_attempts: int = bounded(5, ge=0, le=1000)
     reopen_backoff_s: float = bounded(0.5, gt=0.0, le=60.0)
     image_fps: float = bounded(1.0, gt=0.0, le=1000.0, doc="timestamp rate for image sources")
+    decode_threads: int = bounded(1, ge=0, le=64, doc="FFmpeg threads decoding a file or stream; 0 = one per core")
 
 
 @dataclass(frozen=True)

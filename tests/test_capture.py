@@ -200,3 +200,15 @@ def test_a_stop_ends_a_pacing_wait_at_once():
     started = time.perf_counter()
     pacer.wait(30.0, stop)
     assert time.perf_counter() - started < 0.5
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_video_files_decode_on_the_configured_number_of_threads(threads):
+    import cv2
+
+    source = open_source(str(DATA / "single_face.mp4"), CaptureConfig(decode_threads=threads))
+    try:
+        assert source.capture.get(cv2.CAP_PROP_N_THREADS) == threads
+        assert source.read() is not None
+    finally:
+        source.close()
