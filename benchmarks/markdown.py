@@ -54,7 +54,8 @@ def machine_lines(results: dict[str, Any]) -> list[str]:
             f"- command: `{meta['command']}`",
             f"- machine: {meta['cpu_model']}, `nproc` = {meta['cores']}, no GPU; {meta['platform']}",
             f"- software: {versions}",
-            f"- runtime commit: {meta['commit']} (`+dirty`: edge/ had uncommitted changes when measured)",
+            f"- runtime commit: {meta['commit']}"
+            + (" (`+dirty`: edge/ had uncommitted changes when measured)" if meta["commit"].endswith("+dirty") else ""),
             f"- 1-minute load average at start: {fmt(meta.get('load_1m_at_start'), 2)}"]
 
 
