@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 
 import numpy as np
 
-import edge.pipeline
 from edge.capture import VideoSource
 from edge.config import CaptureConfig
 
@@ -56,25 +53,3 @@ class PacedVideoSource(VideoSource):
             self._first = None
             return True
         return self.capture is not None and self.capture.grab()
-
-
-@contextlib.contextmanager
-def paced_sources(fps: float | None = None) -> Iterator[list[PacedVideoSource]]:
-    """Inside the block, Pipeline opens every source as a PacedVideoSource; yields the sources opened.
-
-    Benchmark-only monkeypatch of ``edge.pipeline.open_source`` in this process: Pipeline
-    takes a source spec string and has no way to be handed a Source object.
-    """
-    opened: list[PacedVideoSource] = []
-    original = edge.pipeline.open_source
-
-    def open_paced(spec: str, config: CaptureConfig) -> PacedVideoSource:
-        source = PacedVideoSource(spec, config, fps)
-        opened.append(source)
-        return source
-
-    edge.pipeline.open_source = open_paced
-    try:
-        yield opened
-    finally:
-        edge.pipeline.open_source = original

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 
-from benchmarks.paced import paced_sources
+from benchmarks.paced import PacedVideoSource
 from benchmarks.procmon import ProcessMonitor
 from edge.capture import VideoSource
 from edge.classify import Classifier
@@ -132,25 +132,23 @@ def pipelined(path: Path, config: Config, model: Path, workdir: Path, name: str,
     log = FrameLog()
     if paced_fps:  # a live source; at the end of the file it is over, not stalled: no reopening
         config = override(config, "capture", live="yes", reopen_attempts=0)
-    pipeline = Pipeline(str(path), config, model=model)
+    source = PacedVideoSource(str(path), config.capture, paced_fps) if paced_fps else None
+    pipeline = Pipeline(source or str(path), config, model=model)
     presenter = Presenter(pipeline, outputs(path, workdir, name), config)
 
     def on_result(frame: np.ndarray, result: FrameResult, runner: Pipeline) -> bool:
         keep = presenter(frame, result, runner)
         if not monitor.names:
-            monitor.names.update({process.pid: process.name for process in runner._processes})
+            monitor.names.update({pid: name for name, pid in runner.workers.items()})
         log.add(result.index, time.perf_counter(), len(result.faces) > 0)
         return keep
 
     try:
-        if paced_fps:
-            with paced_sources(paced_fps) as opened:
-                summary = pipeline.run(on_result)
-            log.extra["source_skipped"] = sum(source.skipped for source in opened)
-        else:
-            summary = pipeline.run(on_result)
+        summary = pipeline.run(on_result)
     finally:
         presenter.close()
+    if source is not None:
+        log.extra["source_skipped"] = source.skipped
     log.finished = time.perf_counter()
     log.latencies = list(summary.latencies)  # the pipeline's own per-stage records, in delivery order
     log.extra.update(frames_read=summary.frames_read, frames_done=summary.frames_done, dropped=summary.dropped,
