@@ -333,6 +333,35 @@ def test_many_viewers_share_one_pipeline_and_one_may_leave_mid_stream(served):
     assert status["running"] and status["dropped"] == 0
 
 
+def test_another_run_reads_the_video_stream_live_as_a_network_source(served, media):
+    """The stream path end to end: an http:// source (this run's MJPEG), read live, stopped by SIGTERM."""
+    events, video = media / "stream.jsonl", media / "stream.mp4"
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    viewer = subprocess.Popen(
+        [sys.executable, "-m", "edge.run", "--source", f"{served.url}/stream.mjpg", "--headless",
+         "--events", str(events), "--output", str(video)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline and viewer.poll() is None:
+            if events.exists() and len(events.read_text().splitlines()) >= 45:
+                break
+            time.sleep(0.1)
+        viewer.send_signal(signal.SIGTERM)
+        _, stderr = viewer.communicate(timeout=30)
+    finally:
+        viewer.kill()
+    assert viewer.returncode == 143, stderr
+    assert shm_segments(viewer.pid) == [] and "Traceback" not in stderr
+    records = [json.loads(line) for line in events.read_text().splitlines()]
+    assert len(records) >= 45
+    assert sum(len(r["faces"]) == 1 for r in records) >= 0.9 * len(records)
+    assert [r["seq"] for r in records] == list(range(len(records)))
+    capture = cv2.VideoCapture(str(video))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == len(records)
+    assert capture.read()[1].shape == (360, 640, 3)
+
+
 def test_file_run_ends_at_end_of_file_paced(media):
     with Served(media, "--source", str(DATA / "single_face.mp4")) as run:
         assert run.process.wait(timeout=60) == 0, run.stderr()
