@@ -121,3 +121,32 @@ def test_lettering_is_proposed_but_never_shown():
     none = np.empty((0, 4), np.int32)
     assert sum(len(detector.propose(f, plan.units, hide=none)) for f in frames) > 0
     assert sum(len(detector.detect(f)) for f in frames) == 0
+
+
+@pytest.mark.parametrize("size", [24, 40, 90, 200, 340])
+def test_a_face_appearing_at_any_size_is_found_within_one_scan_cycle(size):
+    """From 24 px (a webcam face at ~3 m) to the frame's height, with the default config."""
+    photo = gray("single_face.jpg")
+    reference = FaceDetector(DetectorConfig()).scan_full_resolution(photo)[0]
+    scale = size / (reference[2] - reference[0])
+    shrunk = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    face = np.round(reference * scale).astype(int)
+    # the face's centre at (400, 180) of a flat 640x360 frame
+    ox, oy = 400 - (face[0] + face[2]) // 2, 180 - (face[1] + face[3]) // 2
+    scene = np.full((360, 640), 100, np.uint8)
+    x1, y1, x2, y2 = max(0, ox), max(0, oy), min(640, ox + shrunk.shape[1]), min(360, oy + shrunk.shape[0])
+    scene[y1:y2, x1:x2] = shrunk[y1 - oy:y2 - oy, x1 - ox:x2 - ox]
+    truth = (face + [ox, oy, ox, oy])[None]
+    config = DetectorConfig()
+    detector = FaceDetector(config)
+    noise = np.random.default_rng(size)
+    found_after = None
+    for frame_number in range(5 + config.scan_slices):
+        picture = scene if frame_number >= 5 else np.full_like(scene, 100)  # the face comes in at frame 5
+        boxes = detector.detect(cv2.add(picture, noise.integers(0, 3, scene.shape, dtype=np.uint8)))
+        if frame_number < 5:
+            assert len(boxes) == 0
+        elif found_after is None and len(boxes) and iou_matrix(truth, boxes).max() > 0.5:
+            found_after = frame_number - 5
+    assert found_after is not None
+    assert len(boxes) == 1 and iou_matrix(truth, boxes).max() > 0.5
