@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # `python benchmarks/fps.py` from anywhere
     sys.path.insert(0, str(REPO_ROOT))
@@ -231,7 +233,7 @@ def decode_report(video: BenchVideo, config: Config, settings: Settings) -> dict
 
 
 def live_report(frame_log: FrameLog, resources: dict, fps_target: float, warmup: int,
-                reference: list[bool]) -> dict[str, Any]:
+                reference: list[np.ndarray]) -> dict[str, Any]:
     report = variant_report(frame_log, warmup, reference)
     skipped = report.get("source_skipped", 0)
     offered = report["frames_read"] + skipped
@@ -292,7 +294,7 @@ def live_rate(args: argparse.Namespace, video: BenchVideo) -> float:
     return args.live_fps or video.fps
 
 
-def compare(logs: dict[str, FrameLog], resources: dict[str, dict], decode: dict[str, Any], reference: list[bool],
+def compare(logs: dict[str, FrameLog], resources: dict[str, dict], decode: dict[str, Any], reference: list[np.ndarray],
             warmup: int) -> tuple[dict[str, Any], dict[str, float]]:
     """Per-variant reports, and the pipeline's throughput relative to each baseline."""
     variants = {"decode": decode}

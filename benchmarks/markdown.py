@@ -28,7 +28,8 @@ METHOD = """\
   *queue* and *total* there measure the ring's depth, not responsiveness: the live replay does.
 - **Recall**: frames where the variant finds at least one face, over the frames where a
   full-resolution Haar scan (scale 1.1, `min_neighbors` from the config, min size 24 px)
-  does, on the same frames.
+  does, on the same frames. **Face recall**: the reference's faces the variant boxes too (one
+  box per face, IoU >= 0.4), which also counts every face of a frame with several.
 - **CPU and memory**: every process of the run (main, detector, classifier, multiprocessing's
   resource tracker), CPU every 0.1 s and PSS every 0.3 s from a thread in the main process
   (psutil; RSS where PSS is not available). CPU % is of one core. *others' CPU %* is what the

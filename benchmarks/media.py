@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from edge.config import DetectorConfig
-from edge.detect import load_cascade
+from edge.detect import load_cascade, suppress_duplicates, xywh_to_xyxy
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,18 @@ def same_frames(looped: Path, original: Path, clip_frames: int, check_frames: in
         b.release()
 
 
+def is_loop_of(looped: Path, source: Path, clip_frames: int, loop: int) -> bool:
+    """Whether a stream copy decodes as ``loop`` bit-exact copies of the clip.
+
+    Not every stream survives a copy: MPEG-4 Part 2 packets lose the headers the decoder needs,
+    and the copy decodes to nothing.
+    """
+    try:
+        return probe(looped)[0] == clip_frames * loop and same_frames(looped, source, clip_frames)
+    except ValueError:
+        return False
+
+
 def bench_video(source: Path, loop: int, workdir: Path) -> BenchVideo:
     """The clip itself (loop 1), or a copy repeating it ``loop`` times: stream-copied where possible, so
     decoding costs what the original costs and every frame is bit-exact, else re-encoded."""
@@ -122,7 +134,7 @@ def bench_video(source: Path, loop: int, workdir: Path) -> BenchVideo:
     fourcc = codec if len(codec) == 4 and codec.isalnum() else "avc1"
     fourcc = "avc1" if fourcc.lower() == "h264" else fourcc
     copied = write_copied(compressed_packets(source), loop, target, fourcc, fps, (width, height))
-    if copied and probe(target)[0] == frames * loop and same_frames(target, source, frames):
+    if copied and is_loop_of(target, source, frames, loop):
         return BenchVideo(target, source, frames, loop, fps, width, height, codec, True)
     log.warning("could not copy the compressed stream of %s; re-encoding the loop with %s", source, REENCODE_CODEC)
     target = target.with_suffix(".mp4")
@@ -130,22 +142,23 @@ def bench_video(source: Path, loop: int, workdir: Path) -> BenchVideo:
     return BenchVideo(target, source, frames, loop, fps, width, height, REENCODE_CODEC, False)
 
 
-def reference_faces(video: BenchVideo, config: DetectorConfig, scale_factor: float, min_size: int) -> list[bool]:
-    """Per frame of the benchmark video: does a full-resolution Haar scan find at least one face?
+def reference_faces(video: BenchVideo, config: DetectorConfig, scale_factor: float, min_size: int) -> list[np.ndarray]:
+    """Per frame of the benchmark video: the faces a full-resolution Haar scan finds, (n, 4) xyxy boxes.
 
-    A bit-exact loop is scanned once through the original clip and its answers repeated.
+    Nested or overlapping hits of one face count once. A bit-exact loop is scanned once through
+    the original clip and its answers repeated.
     """
     cascade = load_cascade(config.cascade or None)
     path = video.original if video.bit_exact else video.path
     capture = cv2.VideoCapture(str(path))
-    found: list[bool] = []
+    found: list[np.ndarray] = []
     while True:
         ok, frame = capture.read()
         if not ok:
             break
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        faces = cascade.detectMultiScale(gray, scaleFactor=scale_factor, minNeighbors=config.min_neighbors,
+        rects = cascade.detectMultiScale(gray, scaleFactor=scale_factor, minNeighbors=config.min_neighbors,
                                          minSize=(min_size, min_size))
-        found.append(len(faces) > 0)
+        found.append(suppress_duplicates(xywh_to_xyxy(rects)))
     capture.release()
     return found * video.loop if video.bit_exact else found

@@ -6,14 +6,16 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.stats import face_recall, stage_summaries, steady_fps, wall_fps
+import numpy as np
+
+from benchmarks.stats import box_recall, face_recall, stage_summaries, steady_fps, wall_fps
 from benchmarks.variants import FrameLog
 from edge.results import STAGES
 
 BUSY_OTHER_CPU_PCT = 10.0  # % of one core used by other processes during a run: above this, warn
 
 
-def variant_report(log: FrameLog, warmup: int, reference: Sequence[bool] | None = None) -> dict[str, Any]:
+def variant_report(log: FrameLog, warmup: int, reference: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
     """Throughput (steady and wall), latency percentiles after warm-up, and recall against the reference."""
     latencies = log.latencies[warmup:] if len(log.latencies) > warmup + 1 else log.latencies
     report: dict[str, Any] = {
@@ -26,7 +28,9 @@ def variant_report(log: FrameLog, warmup: int, reference: Sequence[bool] | None 
     if latencies:
         report["latency_ms"] = stage_summaries(latencies, STAGES)
     if reference is not None and log.indices:
-        report["recall"] = face_recall(log.has_face, [reference[i] for i in log.indices])
+        theirs = [reference[i] for i in log.indices]
+        report["recall"] = face_recall(log.has_face, [len(boxes) > 0 for boxes in theirs])
+        report["face_recall"] = box_recall(log.boxes, theirs)
     report.update(log.extra)
     return report
 
@@ -71,11 +75,12 @@ def throughput_table(results: dict[str, Any], markdown: bool = False) -> str:
         total = v.get("latency_ms", {}).get("total", {})
         res = v.get("resources", {}).get("total", {})
         recall = v.get("recall", {}).get("recall")
+        faces = v.get("face_recall", {}).get("recall")
         other = v.get("resources", {}).get("other_cpu_pct")
         rows.append([title, v["frames"], v["fps"], v["wall_fps"], total.get("p50"), total.get("p99"),
-                     fmt(recall, 3), res.get("cpu_mean_pct"), res.get("mem_peak_mb"), other])
-    return table(["variant", "frames", "frames/s", "wall f/s", "p50 ms", "p99 ms", "recall", "CPU %", "PSS MB",
-                  "others' CPU %"], rows, markdown)
+                     fmt(recall, 3), fmt(faces, 3), res.get("cpu_mean_pct"), res.get("mem_peak_mb"), other])
+    return table(["variant", "frames", "frames/s", "wall f/s", "p50 ms", "p99 ms", "recall", "face recall", "CPU %",
+                  "PSS MB", "others' CPU %"], rows, markdown)
 
 
 def latency_table(latency: dict[str, dict[str, float]], markdown: bool = False) -> str:

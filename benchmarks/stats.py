@@ -7,7 +7,10 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from edge.boxes import iou_matrix
+
 PERCENTILES = (50, 95, 99)
+MATCH_IOU = 0.4  # a variant's box and a reference box this similar are the same face
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -63,6 +66,38 @@ def ratio(numerator: float | None, denominator: float | None) -> float:
     if numerator is None or denominator is None or not denominator > 0 or math.isnan(numerator):
         return math.nan
     return numerator / denominator
+
+
+def box_recall(found: Sequence[np.ndarray], reference: Sequence[np.ndarray], min_iou: float = MATCH_IOU
+               ) -> dict[str, float]:
+    """Face-level recall: the share of the reference's faces that the variant boxes too.
+
+    Frame by frame, each reference face is matched to at most one of the variant's boxes
+    (greedily, best overlap first) with an IoU of at least ``min_iou``; ``extra`` counts the
+    variant's boxes left unmatched (reference misses or false positives).
+    """
+    if len(found) != len(reference):
+        raise ValueError(f"found and reference must cover the same frames, got {len(found)} and {len(reference)}")
+    hits = extra = total = 0
+    for ours, theirs in zip(found, reference):
+        matched = matched_pairs(np.asarray(ours).reshape(-1, 4), np.asarray(theirs).reshape(-1, 4), min_iou)
+        hits += matched
+        total += len(theirs)
+        extra += len(ours) - matched
+    return {"reference_faces": total, "hits": hits, "extra": extra, "recall": hits / total if total else math.nan}
+
+
+def matched_pairs(ours: np.ndarray, theirs: np.ndarray, min_iou: float) -> int:
+    """How many one-to-one pairs of boxes overlap by at least ``min_iou``, best overlaps paired first."""
+    if not len(ours) or not len(theirs):
+        return 0
+    overlaps = iou_matrix(theirs, ours)
+    pairs = 0
+    while overlaps.size and overlaps.max() >= min_iou:
+        i, j = np.unravel_index(int(np.argmax(overlaps)), overlaps.shape)
+        overlaps[i, :] = overlaps[:, j] = -1.0
+        pairs += 1
+    return pairs
 
 
 def face_recall(found: Sequence[bool], reference: Sequence[bool]) -> dict[str, float]:

@@ -24,31 +24,37 @@ from edge.run import Presenter, parse_args
 
 SEEDS_SCALE_FACTOR = 1.3  # the seeds' detectMultiScale(gray, 1.3, 5) on the full frame
 SEEDS_MIN_NEIGHBORS = 5
+NO_FACES = np.empty((0, 4), np.int32)
 
 Detect = Callable[[np.ndarray], np.ndarray]  # grayscale frame -> (n, 4) xyxy boxes
 
 
 @dataclass
 class FrameLog:
-    """What a variant did, frame by frame: source index, finish time, face found, stage latencies (ms)."""
+    """What a variant did, frame by frame: source index, finish time, face boxes, stage latencies (ms)."""
 
     started: float = field(default_factory=time.perf_counter)
     finished: float = 0.0
     indices: list[int] = field(default_factory=list)
     done: list[float] = field(default_factory=list)  # perf_counter when the frame was fully rendered
-    has_face: list[bool] = field(default_factory=list)
+    boxes: list[np.ndarray] = field(default_factory=list)  # (n, 4) xyxy faces of each frame
     latencies: list[dict[str, float]] = field(default_factory=list)
     first_frame_s: float | None = None  # from the variant's start to its first rendered frame
     extra: dict = field(default_factory=dict)
 
-    def add(self, index: int, done: float, has_face: bool, latencies: dict[str, float] | None = None) -> None:
+    def add(self, index: int, done: float, boxes: np.ndarray = NO_FACES,
+            latencies: dict[str, float] | None = None) -> None:
         if self.first_frame_s is None:
             self.first_frame_s = done - self.started
         self.indices.append(index)
         self.done.append(done)
-        self.has_face.append(has_face)
+        self.boxes.append(boxes)
         if latencies is not None:
             self.latencies.append(latencies)
+
+    @property
+    def has_face(self) -> list[bool]:
+        return [len(boxes) > 0 for boxes in self.boxes]
 
     @property
     def elapsed_s(self) -> float:
@@ -68,7 +74,7 @@ def decode_only(path: Path, config: Config) -> FrameLog:
     buffer = np.empty(source.frame_shape, np.uint8)
     index = 0
     while source.read(buffer) is not None:
-        log.add(index, time.perf_counter(), False)
+        log.add(index, time.perf_counter())
         index += 1
     source.close()
     log.finished = time.perf_counter()
@@ -114,7 +120,7 @@ def sequential(path: Path, config: Config, model: Path, workdir: Path, name: str
                                  faces=Faces(boxes, probs, labels), stamps=stamps)
             presenter(frame, result, runner)
             stamps["rendered"] = time.perf_counter()
-            log.add(index, stamps["rendered"], len(boxes) > 0, result.latencies_ms())
+            log.add(index, stamps["rendered"], boxes, result.latencies_ms())
             index += 1
     finally:
         presenter.close()
@@ -140,7 +146,7 @@ def pipelined(path: Path, config: Config, model: Path, workdir: Path, name: str,
         keep = presenter(frame, result, runner)
         if not monitor.names:
             monitor.names.update({pid: name for name, pid in runner.workers.items()})
-        log.add(result.index, time.perf_counter(), len(result.faces) > 0)
+        log.add(result.index, time.perf_counter(), result.faces.xyxy)
         return keep
 
     try:

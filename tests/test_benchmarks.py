@@ -12,13 +12,15 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from benchmarks.fps import json_safe
 from benchmarks.media import bench_video
 from benchmarks.paced import PacedVideoSource
 from benchmarks.procmon import ProcessMonitor
-from benchmarks.stats import face_recall, percentile, ratio, stage_summaries, steady_fps, summarize, wall_fps
+from benchmarks.stats import box_recall, face_recall, percentile, ratio, stage_summaries, steady_fps, summarize, wall_fps
 from benchmarks.targets import TARGETS, evaluate, lookup
 from edge.classify import DEFAULT_MODEL
 from edge.config import CaptureConfig
@@ -90,6 +92,23 @@ def test_face_recall_hand_computed():
     r = face_recall(found, reference)
     assert r == {"frames": 5, "reference_frames": 3, "variant_frames": 3, "hits": 2, "extra": 1,
                  "recall": pytest.approx(2 / 3)}
+
+
+def test_box_recall_pairs_faces_one_to_one():
+    face_a, face_b = [0, 0, 100, 100], [200, 0, 300, 100]
+    reference = [np.array([face_a, face_b]), np.array([face_a]), np.empty((0, 4))]
+    found = [
+        np.array([[5, 5, 105, 105], [10, 0, 100, 90]]),  # both near face_a: only one may count, face_b missed
+        np.array([[0, 0, 100, 100]]),
+        np.array([[400, 0, 450, 50]]),  # nothing to match
+    ]
+    r = box_recall(found, reference)
+    assert r == {"reference_faces": 3, "hits": 2, "extra": 2, "recall": pytest.approx(2 / 3)}
+    loose = [np.array([[0, 0, 100, 100], [260, 0, 360, 100]])]  # IoU with face_b = 40/160 = 0.25
+    assert box_recall(loose, [np.array([face_a, face_b])])["hits"] == 1
+    assert box_recall(loose, [np.array([face_a, face_b])], min_iou=0.25)["hits"] == 2
+    with pytest.raises(ValueError):
+        box_recall([np.empty((0, 4))], [])
 
 
 def test_face_recall_edge_cases():
@@ -201,9 +220,11 @@ def test_fps_smoke_run_writes_every_section(data, tmp_path):
         v = variants[name]
         sane_latency(v["latency_ms"])
         assert 0.0 <= v["recall"]["recall"] <= 1.0 and v["recall"]["reference_frames"] > 0
+        assert v["face_recall"]["reference_faces"] >= v["recall"]["reference_frames"]  # one face a frame, or more
         assert v["resources"]["total"]["mem_peak_mb"] > 0
     pipeline = variants["pipeline"]
     assert pipeline["dropped"] == 0 and pipeline["frames_read"] == 72
+    assert pipeline["face_recall"]["recall"] >= 0.9  # the sample clip's one face, boxed in nearly every frame
     names = {p["name"] for p in pipeline["resources"]["processes"]}
     assert {"main", "edge.detector", "edge.classifier"} <= names
     ratios = results["ratios"]
@@ -233,3 +254,16 @@ def test_regenerated_benchmarks_keep_sections_other_tools_wrote():
     merged = merge_markdown(new, old)
     assert "new figures" in merged and "old figures" not in merged and "old intro" not in merged
     assert merged.endswith("## Label stability (issue 6)\nflicker table")
+
+
+def test_a_clip_whose_stream_cannot_be_copied_is_looped_by_reencoding(tmp_path):
+    from benchmarks.group_clip import write_group_clip
+
+    clip = write_group_clip(tmp_path / "group.mp4", frames=12)  # mp4v: its packets do not survive a copy
+    video = bench_video(clip, 2, tmp_path)
+    assert video.frames == 24 and video.path.is_file()
+    capture = cv2.VideoCapture(str(video.path))
+    decoded = 0
+    while capture.grab():
+        decoded += 1
+    assert decoded == 24
