@@ -136,9 +136,17 @@ def throughput_section(results: dict[str, Any], markdown: bool) -> list[str]:
                     "latency = capture to rendered)", markdown),
             throughput_table(results, markdown),
             ("\n" if markdown else "")
+            + passes_line(results["variants"].get("pipeline", {}))
             + f"pipeline / seeds baseline {fmt(ratios['pipeline_over_seeds'], 2)}x, "
               f"pipeline / sequential with its detector {fmt(ratios['pipeline_over_sequential'], 2)}x, "
               f"pipeline / decode {fmt(ratios['pipeline_over_decode'], 3)}"]
+
+
+def passes_line(pipeline: dict[str, Any]) -> str:
+    runs = pipeline.get("runs_fps", [])
+    if len(runs) < 2:
+        return ""
+    return f"pipeline passes {', '.join(fmt(r) for r in runs)} frames/s (the median pass is reported); "
 
 
 def pipeline_section(results: dict[str, Any], markdown: bool) -> list[str]:

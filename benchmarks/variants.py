@@ -100,7 +100,7 @@ def sequential(path: Path, config: Config, model: Path, workdir: Path, name: str
     classifier = Classifier(model, num_threads=config.classifier.threads)
     info, labels = classifier.info, classifier.labels
     source = VideoSource(str(path), config.capture, live=False)
-    runner = SimpleNamespace(labels=labels, source=source, dropped=0)  # what Presenter reads of a Pipeline
+    runner = SimpleNamespace(labels=labels, source=source, source_spec=str(path), dropped=0, paced=False)  # a Run
     presenter = Presenter(runner, outputs(path, workdir, name), config)
     index = 0
     try:

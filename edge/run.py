@@ -7,11 +7,11 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
-from edge.capture import SourceError
+from edge.capture import Source, SourceError
 from edge.config import Config, ConfigError, load_config, override
 from edge.detect import DetectorError
 from edge.model import ModelError
@@ -68,10 +68,24 @@ def build_config(args: argparse.Namespace) -> Config:
     return config
 
 
+class Run(Protocol):
+    """What the presenter reads of the run it presents: a Pipeline, or the benchmarks' one-process loop."""
+
+    labels: tuple[str, ...]
+    source: Source | None  # open once frames arrive
+    source_spec: str | Source  # what --source named
+
+    @property
+    def dropped(self) -> int: ...
+
+    @property
+    def paced(self) -> bool: ...
+
+
 class Presenter:
     """The renderer's side of a run: draw each frame, show it, write video, images and events."""
 
-    def __init__(self, pipeline: Pipeline, args: argparse.Namespace, config: Config) -> None:
+    def __init__(self, pipeline: Run, args: argparse.Namespace, config: Config) -> None:
         self.renderer = Renderer(config.render)
         self.window: Window | None = None
         self.frames: VideoSink | ImageSink | None = None
@@ -116,7 +130,7 @@ class Presenter:
         if self.smoother is not None:
             result.faces = self.smoother.update(result.faces, result.timestamp, alive=self.tracker.ids)
 
-    def __call__(self, frame: np.ndarray, result: FrameResult, pipeline: Pipeline) -> bool:
+    def __call__(self, frame: np.ndarray, result: FrameResult, pipeline: Run) -> bool:
         self.open()
         self.follow(result)
         event = result.record()  # built once: the timeline, the web view and the events share it
