@@ -99,8 +99,8 @@ def plan_full_scan(frame_shape: tuple[int, int], config: DetectorConfig, window:
 
     Every face size is searched on its own copy of the frame, shrunk until that size fills
     the cascade's window: one scale per call, windows 2 pixels (~8% of the face) apart at
-    every size. (Left to itself, OpenCV halves its step on faces over twice the window,
-    doubling their cost for no gain in recall.) A size too costly for one slice is split
+    every size. (Left to itself, OpenCV steps by 1 pixel on faces over twice the window:
+    about 3x the windows for those sizes, for no gain in recall.) A size too costly for one slice is split
     into column strips that overlap by the face size, so every face lies whole in a strip.
     """
     height, width = frame_shape
