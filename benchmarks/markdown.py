@@ -21,6 +21,8 @@ METHOD = """\
   - *pipeline*: `edge.pipeline.Pipeline` with its detector and classifier processes.
 - **frames/s** is steady state: frames finished after the warm-up frames over the time since
   the warm-up ended. **wall f/s** counts every frame over the whole run, start-up included.
+  The pipeline runs `--repeats` passes (3 by default) and the median pass is reported, every
+  pass's frames/s listed under the table: the shared host's own speed drifts within minutes.
 - **Latency** is per frame, `FrameResult.latencies_ms()`: capture (decode, or waiting for a
   live frame), queue (captured to detector start), detect, classify, render, and total
   (captured to rendered). Warm-up frames are left out; p50/p95/p99 interpolate between ranks.
