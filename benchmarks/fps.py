@@ -34,7 +34,7 @@ from benchmarks.media import BenchVideo, bench_video, reference_faces  # noqa: E
 from benchmarks.procmon import ProcessMonitor, wait_until_quiet  # noqa: E402
 from benchmarks.report import BUSY_OTHER_CPU_PCT, text_report, variant_report  # noqa: E402
 from benchmarks.startup import measure_startup  # noqa: E402
-from benchmarks.stats import ratio, steady_fps  # noqa: E402
+from benchmarks.stats import median_index, ratio, steady_fps  # noqa: E402
 from benchmarks.targets import evaluate  # noqa: E402
 from benchmarks.variants import FrameLog, decode_only, pipelined, sequential  # noqa: E402
 from edge.classify import DEFAULT_MODEL  # noqa: E402
@@ -233,8 +233,8 @@ def decode_report(video: BenchVideo, config: Config, settings: Settings) -> dict
         frame_log, resources = least_disturbed(lambda: monitored_decode(video, config, settings.sample_interval_s),
                                                "decode", settings.tries)
         runs.append({**variant_report(frame_log, settings.warmup_frames), "resources": resources})
-    median = sorted(runs, key=lambda r: r["fps"])[len(runs) // 2]
-    return {**median, "runs_fps": [r["fps"] for r in runs]}
+    fps = [r["fps"] for r in runs]
+    return {**runs[median_index(fps)], "runs_fps": fps}
 
 
 def live_report(frame_log: FrameLog, resources: dict, fps_target: float, warmup: int,
@@ -300,9 +300,9 @@ def measure_runs(args: argparse.Namespace, settings: Settings, video: BenchVideo
 
 def median_pass(passes: list[Measured], warmup: int) -> Measured:
     """The pass with the median frames/s, its log noting every pass's frames/s."""
-    by_fps = sorted(passes, key=lambda p: steady_fps(p[0].done, warmup))
-    frame_log, resources = by_fps[(len(by_fps) - 1) // 2]  # of an even count, the lower middle one
-    frame_log.extra["runs_fps"] = [steady_fps(p[0].done, warmup) for p in passes]
+    fps = [steady_fps(frame_log.done, warmup) for frame_log, _ in passes]
+    frame_log, resources = passes[median_index(fps)]
+    frame_log.extra["runs_fps"] = fps
     return frame_log, resources
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from edge.boxes import iou_matrix
+from edge.track import FORBIDDEN, assign
 
 PERCENTILES = (50, 95, 99)
 MATCH_IOU = 0.4  # a variant's box and a reference box this similar are the same face
@@ -73,7 +74,7 @@ def box_recall(found: Sequence[np.ndarray], reference: Sequence[np.ndarray], min
     """Face-level recall: the share of the reference's faces that the variant boxes too.
 
     Frame by frame, each reference face is matched to at most one of the variant's boxes
-    (greedily, best overlap first) with an IoU of at least ``min_iou``; ``extra`` counts the
+    with an IoU of at least ``min_iou`` (as many pairs as possible); ``extra`` counts the
     variant's boxes left unmatched (reference misses or false positives).
     """
     if len(found) != len(reference):
@@ -88,16 +89,17 @@ def box_recall(found: Sequence[np.ndarray], reference: Sequence[np.ndarray], min
 
 
 def matched_pairs(ours: np.ndarray, theirs: np.ndarray, min_iou: float) -> int:
-    """How many one-to-one pairs of boxes overlap by at least ``min_iou``, best overlaps paired first."""
+    """The most one-to-one pairs of boxes overlapping by at least ``min_iou`` (the tracker's assignment)."""
     if not len(ours) or not len(theirs):
         return 0
     overlaps = iou_matrix(theirs, ours)
-    pairs = 0
-    while overlaps.size and overlaps.max() >= min_iou:
-        i, j = np.unravel_index(int(np.argmax(overlaps)), overlaps.shape)
-        overlaps[i, :] = overlaps[:, j] = -1.0
-        pairs += 1
-    return pairs
+    cost = np.where(overlaps >= min_iou, 1.0 - overlaps, FORBIDDEN)
+    return sum(1 for i, j in assign(cost) if cost[i, j] < FORBIDDEN)
+
+
+def median_index(values: Sequence[float]) -> int:
+    """Index of the median value; of an even count, the lower middle one."""
+    return int(np.argsort(values, kind="stable")[(len(values) - 1) // 2])
 
 
 def face_recall(found: Sequence[bool], reference: Sequence[bool]) -> dict[str, float]:

@@ -89,8 +89,9 @@ class VideoSource(Source):
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
             capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, params + self._decode_params())
         else:
-            capture = cv2.VideoCapture(self.target, cv2.CAP_ANY, self._decode_params())
-            if not capture.isOpened() and self._decode_params():  # a backend that refuses the property
+            params = self._decode_params()
+            capture = cv2.VideoCapture(self.target, cv2.CAP_ANY, params)
+            if not capture.isOpened() and params:  # a backend that refuses the property
                 capture = cv2.VideoCapture(self.target)
         return capture if capture.isOpened() else None
 
