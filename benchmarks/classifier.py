@@ -11,7 +11,8 @@ import numpy as np
 from benchmarks.stats import summarize
 from edge.classify import Classifier
 from edge.config import Config
-from edge.detect import FaceDetector, crop_faces
+from edge.crop import crop_faces
+from edge.detect import FaceDetector
 from edge.model import ModelInfo, load_model_info
 
 

@@ -32,9 +32,8 @@ if str(REPO_ROOT) not in sys.path:  # `python benchmarks/flicker.py` from anywhe
 from benchmarks.stats import summarize as stats  # noqa: E402
 from edge.config import Config, load_config  # noqa: E402
 from edge.results import UNCERTAIN, Faces  # noqa: E402
-from edge.smooth import Smoother  # noqa: E402
 from edge.summary import Timeline, TrackLog, jsonl_records, summarize  # noqa: E402
-from edge.track import Tracker  # noqa: E402
+from edge.track import TrackedLabels  # noqa: E402
 
 log = logging.getLogger("benchmarks.flicker")
 
@@ -101,15 +100,12 @@ def raw_faces(record: dict[str, Any], labels: tuple[str, ...]) -> Faces:
 def replay(records: list[dict[str, Any]], labels: tuple[str, ...],
            config: Config) -> tuple[Timeline, list[float], list[str]]:
     """The recorded frames through a fresh tracker and smoother: timeline, per-frame cost in µs, shown labels."""
-    tracker = Tracker(config.tracker)
-    smoother = Smoother(config.smoothing, labels) if config.smoothing.enabled else None
+    tracks = TrackedLabels(dataclasses.replace(config.tracker, enabled=True), config.smoothing, labels)
     frames = [(raw_faces(record, labels), float(record["t"])) for record in records]
     timeline, costs, shown = Timeline(), [], []
     for (faces, t), record in zip(frames, records):
         start = time.perf_counter()
-        faces = tracker.update(faces)
-        if smoother is not None:
-            faces = smoother.update(faces, t, alive=tracker.ids)
+        faces = tracks.update(faces, t)
         costs.append((time.perf_counter() - start) * 1e6)
         timeline.add({"t": t, "faces": faces.records()})
         shown += faces.label

@@ -17,7 +17,8 @@ from benchmarks.procmon import ProcessMonitor
 from edge.capture import VideoSource
 from edge.classify import Classifier
 from edge.config import Config, override
-from edge.detect import FaceDetector, crop_faces, load_cascade, xywh_to_xyxy
+from edge.crop import crop_faces
+from edge.detect import FaceDetector, load_cascade, xywh_to_xyxy
 from edge.pipeline import Pipeline
 from edge.results import Faces, FrameResult
 from edge.run import Presenter, parse_args

@@ -13,7 +13,8 @@ import numpy as np
 
 from convert import ConvertError
 from edge.config import DetectorConfig
-from edge.detect import FaceDetector, crop_faces
+from edge.crop import crop_faces
+from edge.detect import FaceDetector
 from edge.model import ModelInfo
 
 log = logging.getLogger(__name__)

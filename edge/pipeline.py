@@ -130,7 +130,8 @@ def detector_main(config: Config, crop_size: tuple[int, int], margin: float,
     try:
         import cv2
 
-        from edge.detect import FaceDetector, crop_faces
+        from edge.crop import crop_faces
+        from edge.detect import FaceDetector
 
         if config.detector.threads > 0:  # 0 keeps OpenCV's default; cv2.setNumThreads(0) would disable threads
             cv2.setNumThreads(config.detector.threads)

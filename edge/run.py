@@ -20,9 +20,8 @@ from edge.render import (EventSink, ImageSink, OutputError, Renderer, VideoSink,
                          make_frame_sink)
 from edge.results import FrameResult
 from edge.serve import ServeError, WebView
-from edge.smooth import Smoother
 from edge.summary import Timeline, prepare_output, write_summary
-from edge.track import Tracker
+from edge.track import TrackedLabels
 
 log = logging.getLogger("edge.run")
 
@@ -99,10 +98,7 @@ class Presenter:
         if args.serve:
             self.web = WebView(args.serve, config.serve, pipeline.labels, config.render.fps_window_s)
             print(f"web view on {self.web.url}", file=sys.stderr)
-        self.tracker = Tracker(config.tracker) if config.tracker.enabled else None
-        self.smoother = Smoother(config.smoothing, pipeline.labels) if config.smoothing.enabled else None
-        if self.smoother is not None and self.tracker is None:
-            log.warning("smoothing needs the tracker (tracker.enabled = false): labels are not smoothed")
+        self.tracks = TrackedLabels(config.tracker, config.smoothing, pipeline.labels)
         self.timeline: Timeline | None = None
         if args.summary:
             prepare_output(args.summary)
@@ -124,11 +120,8 @@ class Presenter:
 
     def follow(self, result: FrameResult) -> None:
         """Track the faces of a video frame and smooth their labels (images are independent: not tracked)."""
-        if self.tracker is None or self.pipeline.source.still:
-            return
-        result.faces = self.tracker.update(result.faces)
-        if self.smoother is not None:
-            result.faces = self.smoother.update(result.faces, result.timestamp, alive=self.tracker.ids)
+        if not self.pipeline.source.still:
+            result.faces = self.tracks.update(result.faces, result.timestamp)
 
     def __call__(self, frame: np.ndarray, result: FrameResult, pipeline: Run) -> bool:
         self.open()

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.boxes import iou_matrix
-from edge.config import TrackerConfig
+from edge.config import SmoothingConfig, TrackerConfig
 from edge.results import Faces
+from edge.smooth import Smoother
 
 log = logging.getLogger(__name__)
 
@@ -137,3 +138,26 @@ class Tracker:
         track.box = box.copy()
         track.missed = 0
         track.hits += 1
+
+
+class TrackedLabels:
+    """Tracking and smoothing as one library step, shared by the CLI, the Python API and batch runs.
+
+    Fed a video's faces frame by frame, in order: each face gets the id of the track it
+    continues, its probabilities smoothed over that track, and the steady label to show.
+    """
+
+    def __init__(self, tracker: TrackerConfig, smoothing: SmoothingConfig, labels: tuple[str, ...]) -> None:
+        self.tracker = Tracker(tracker) if tracker.enabled else None
+        self.smoother = Smoother(smoothing, labels) if smoothing.enabled and self.tracker is not None else None
+        if smoothing.enabled and self.tracker is None:
+            log.warning("smoothing needs the tracker (tracker.enabled = false): labels are not smoothed")
+
+    def update(self, faces: Faces, t: float) -> Faces:
+        """The faces of the next frame (``t`` seconds into the source) with track ids and steady labels."""
+        if self.tracker is None:
+            return faces
+        faces = self.tracker.update(faces)
+        if self.smoother is not None:
+            faces = self.smoother.update(faces, t, alive=self.tracker.ids)
+        return faces

@@ -11,7 +11,8 @@ import pytest
 
 from edge.classify import DEFAULT_MODEL, Classifier, input_lookup_table, tensor_quant
 from edge.config import DetectorConfig
-from edge.detect import FaceDetector, crop_faces
+from edge.crop import crop_faces
+from edge.detect import FaceDetector
 from edge.model import ModelError, TensorQuant, load_model_info, metadata_path
 from tests.conftest import DATA
 

@@ -16,7 +16,7 @@ import pytest
 from convert import ConvertError
 from convert.faces import collect_faces, held_out_by_position, held_out_interleaved
 from edge.classify import DEFAULT_MODEL, Classifier, make_interpreter, tensor_quant
-from edge.detect import crop_faces
+from edge.crop import crop_faces
 from edge.model import FER2013_LABELS, ModelInfo, load_model_info, metadata_path
 from tests.conftest import DATA, ROOT
 

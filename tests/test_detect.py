@@ -1,4 +1,4 @@
-"""Detector: every face of the sample photos, tracking through the sample clip, scan planning, crops."""
+"""Detector: every face of the sample photos, tracking through the sample clip, scan planning."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from edge.config import DetectorConfig
 from edge.boxes import iou_matrix
-from edge.detect import FaceDetector, crop_faces, plan_full_scan, suppress_duplicates
+from edge.detect import FaceDetector, plan_full_scan, suppress_duplicates
 from tests.conftest import DATA
 
 # Hand-checked boxes of the five faces in multi_face.jpg (x1, y1, x2, y2).
@@ -94,14 +94,6 @@ def test_suppress_duplicates_keeps_one_box_per_face():
     boxes = np.array([[0, 0, 100, 100], [5, 5, 98, 98], [200, 200, 250, 250]], np.int32)
     kept = suppress_duplicates(boxes)
     assert len(kept) == 2 and [0, 0, 100, 100] in kept.tolist()
-
-
-def test_crops_are_square_padded_and_sized():
-    image = np.full((100, 200), 255, np.uint8)
-    crops = crop_faces(image, np.array([[0, 0, 40, 40], [80, 20, 120, 60]]), (16, 16), margin=0.25)
-    assert crops.shape == (2, 16, 16) and crops.dtype == np.uint8
-    assert crops[0, 0, 0] == 0  # outside the frame: black padding
-    assert (crops[1] == 255).all()  # fully inside
 
 
 def test_a_new_face_is_shown_at_once_when_verified_else_after_confirm_frames():

@@ -8,10 +8,10 @@ import itertools
 import numpy as np
 import pytest
 
-from edge.config import ConfigError, TrackerConfig, load_config
+from edge.config import ConfigError, SmoothingConfig, TrackerConfig, load_config
 from edge.results import Faces
 from edge.boxes import iou_matrix
-from edge.track import Tracker, assign
+from edge.track import TrackedLabels, Tracker, assign
 
 SIZE = 40  # face box side, pixels
 
@@ -136,3 +136,22 @@ def test_tracker_config(tmp_path, text, error):
     else:
         with pytest.raises(ConfigError, match=error):
             load_config(path)
+
+
+def test_tracked_labels_give_ids_and_steady_labels_as_the_cli_shows_them():
+    labels = ("happy", "sad")
+    step = TrackedLabels(TrackerConfig(), SmoothingConfig(half_life_s=0.5, hysteresis=0.2, min_confidence=0.0), labels)
+    shown = []
+    for i in range(10):
+        probs = [[0.9, 0.1]] if i < 8 else [[0.3, 0.7]]  # two flickering frames at the end
+        faces = step.update(Faces(np.array([box(10 + 2 * i, 50)]), np.array(probs, np.float32), labels), t=i / 30)
+        assert faces.track_id.tolist() == [0]
+        shown += faces.label
+    assert shown == ["happy"] * 10  # two frames of "sad" do not flip a smoothed, hysteretic label
+    assert faces.raw_label == ["sad"] and faces.smoothed[0, 0] > 0.5
+
+
+def test_tracked_labels_without_the_tracker_leave_faces_untracked():
+    step = TrackedLabels(TrackerConfig(enabled=False), SmoothingConfig(), ("happy", "sad"))
+    faces = step.update(Faces(np.array([box(10, 50)]), np.array([[0.9, 0.1]], np.float32), ("happy", "sad")), t=0.0)
+    assert faces.track_id.tolist() == [-1] and faces.smoothed is None
