@@ -103,6 +103,13 @@ class ServeConfig:
 
 
 @dataclass(frozen=True)
+class PipelineConfig:
+    watchdog_s: float = bounded(5.0, gt=0.0, le=600.0,
+                                doc="a stage holding frames that finishes none for this long is stalled")
+    startup_timeout_s: float = bounded(60.0, gt=0.0, le=3600.0, doc="how long the workers may take to start")
+
+
+@dataclass(frozen=True)
 class Config:
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -111,6 +118,7 @@ class Config:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
 
 def check_value(path: str, f: dataclasses.Field, value: Any) -> Any:
@@ -158,12 +166,14 @@ def load_config(path: str | Path | None) -> Config:
     if path is None:
         return Config()
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
     try:
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML ({exc})") from None
+    except OSError as exc:  # unreadable: permissions, an I/O error
+        raise ConfigError(f"config file cannot be read: {path} ({exc.strerror or exc})") from None
     return build(Config, data)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ from edge.results import UNCERTAIN
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install '.[bench]'"  # the extra that brings matplotlib
+SUMMARY_FILES = ("summary.json", "summary.csv", "timeline.png")  # what write_summary writes into its folder
 MAX_PLOTTED_TRACKS = 12  # the longest tracks get a timeline panel; every track is in the JSON and CSV
 GAP_FRAMES = 1.5  # a track's samples further apart than this many frame intervals are drawn as a gap
 EMOTION_COLORS = {"angry": "#d62728", "disgust": "#8c564b", "fear": "#9467bd", "happy": "#2ca02c",
@@ -160,6 +163,18 @@ def summarize(timeline: Timeline, source: str = "") -> dict[str, Any]:
             "tracks": tracks}
 
 
+@contextlib.contextmanager
+def replaced(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write; it becomes ``path`` only once complete (a crash leaves no half file)."""
+    temporary = path.with_name(f".{path.stem}.partial{path.suffix}")  # the suffix still names the format
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+
+
 def write_csv(summary: dict[str, Any], path: Path) -> None:
     """One row per track."""
     labels = summary["labels"]
@@ -237,12 +252,21 @@ def plot_timeline(timeline: Timeline, summary: dict[str, Any], path: Path) -> No
 
 
 def write_summary(timeline: Timeline, out_dir: Path, source: str = "") -> dict[str, Any]:
-    """summary.json, summary.csv and timeline.png in ``out_dir``; the summary."""
+    """summary.json, summary.csv and timeline.png in ``out_dir``, each complete or not there; the summary.
+
+    OSError (naming the file) when one cannot be written.
+    """
     prepare_output(out_dir)
     summary = summarize(timeline, source)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    write_csv(summary, out_dir / "summary.csv")
-    plot_timeline(timeline, summary, out_dir / "timeline.png")
+    json_path, csv_path, plot_path = (out_dir / name for name in SUMMARY_FILES)
+    for path, write in ((json_path, lambda p: p.write_text(json.dumps(summary, indent=2) + "\n")),
+                        (csv_path, lambda p: write_csv(summary, p)),
+                        (plot_path, lambda p: plot_timeline(timeline, summary, p))):
+        try:
+            with replaced(path) as temporary:
+                write(temporary)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
     return summary
 
 
@@ -274,6 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SummaryError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"error: cannot write {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 3
     print(report(summary))
     print(f"wrote {args.out_dir / 'summary.json'}, {args.out_dir / 'summary.csv'}, {args.out_dir / 'timeline.png'}")
     return 0
