@@ -326,8 +326,10 @@ class SourceOpener(threading.Thread):
                 raise self._error
             return self._source
 
-    def abandon(self) -> None:
-        """The source is no longer wanted: closed now if open, or when its open completes."""
+    def abandon(self, wait_s: float = 0.3) -> None:
+        """The source is no longer wanted: closed now if open (waiting ``wait_s`` for an open about to end),
+        or when its open completes."""
+        self.join(wait_s)
         with self._lock:
             self._abandoned = True
             source, self._source = self._source, None

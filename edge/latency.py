@@ -34,6 +34,8 @@ class StageLatency:
         """The q-th percentile (0..100): the geometric middle of the bin it falls in, kept within min and max."""
         if not self.count:
             return math.nan
+        if q <= 0 or q >= 100:
+            return self.min if q <= 0 else self.max
         rank = q / 100 * (self.count - 1)
         index = int(np.searchsorted(np.cumsum(self.counts), rank, side="right"))
         middle = LOWEST_MS * 10 ** ((index + 0.5) / BINS_PER_DECADE)

@@ -41,6 +41,7 @@ SHM_PREFIX = "fer_edge_"
 SHM_FOLDER = Path("/dev/shm")  # where Linux keeps POSIX shared memory (macOS has no such folder)
 RING_NAME = re.compile(re.escape(SHM_PREFIX) + r"(\d+)_[0-9a-f]+")
 DETECTOR, CLASSIFIER = 0, 1  # slots of the workers' progress counters
+TRACKER_WARNINGS = "ignore::UserWarning:multiprocessing.resource_tracker"  # its "leaked objects" lines
 
 
 class PipelineError(RuntimeError):
@@ -119,6 +120,26 @@ def sweep_stale_rings(folder: Path = SHM_FOLDER) -> list[str]:
     if freed:
         log.info("freed %d frame ring(s) left by runs that were killed: %s", len(freed), ", ".join(freed))
     return freed
+
+
+def start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (it frees the ring if this process is killed) with SIGHUP blocked.
+
+    It ignores SIGINT and SIGTERM itself, but a closed terminal's SIGHUP would kill it, and the
+    run would then print its "process died unexpectedly" warnings. When it frees what a killed
+    run left, it does so without its "leaked objects" warnings: freeing them is its job. (Starting
+    it unblocks SIGINT and SIGTERM in this thread, so it is started before the workers, not while.)
+    """
+    previous = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (previous, TRACKER_WARNINGS)))
+    try:
+        with held_back():
+            resource_tracker.ensure_running()
+    finally:
+        if previous is None:
+            del os.environ["PYTHONWARNINGS"]
+        else:
+            os.environ["PYTHONWARNINGS"] = previous
 
 
 def parent_gone(parent_pid: int) -> bool:
@@ -286,6 +307,7 @@ class Pipeline:
         summary = self.summary
         summary.started = time.perf_counter()
         sweep_stale_rings()
+        start_resource_tracker()  # before anything registers with it (the channels' lock)
         ctx = mp.get_context("spawn")
         # det: capture thread -> detector; cls: detector -> classifier; res: both workers -> main.
         det, cls, res = Channel(ctx), Channel(ctx), Channel(ctx, writers=2)
@@ -324,10 +346,7 @@ class Pipeline:
                               self._progress)),
         ]
         # Workers start with the stop signals blocked (see held_back), so a Ctrl-C to the process group
-        # while they import cannot print their tracebacks. The resource tracker is started first (starting
-        # it unblocks SIGINT and SIGTERM); started with SIGHUP held back, it survives a closed terminal.
-        with held_back():
-            resource_tracker.ensure_running()
+        # while they import cannot print their tracebacks.
         with held_back():
             for process in self._processes:
                 process.start()

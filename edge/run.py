@@ -12,6 +12,7 @@ if __name__ == "__main__":  # first of all: a stop signal while the modules belo
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import logging  # noqa: E402
+import os  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Iterator, Protocol, Sequence  # noqa: E402
@@ -290,5 +291,17 @@ def run_to_end(pipeline: Pipeline, presenter: Presenter, args: argparse.Namespac
     return exit_code(summary)
 
 
+def leave(code: int) -> None:
+    """Exit with ``code``. A thread left in native code (an open or a read that never returned) would abort
+    Python's shutdown when it came back ("terminate called without an active exception"), so then the
+    process ends without it, everything written and closed already."""
+    if any(thread.is_alive() for thread in threading.enumerate() if thread is not threading.main_thread()):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())

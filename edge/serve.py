@@ -9,6 +9,7 @@ import logging
 import re
 import socket
 import statistics
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -358,10 +359,10 @@ class ViewServer(ThreadingHTTPServer):
                 self.connections -= 1
                 self.deadlines.pop(request, None)
 
-    def request_read(self, request: socket.socket) -> None:
-        """The request's headers are in: its connection is off the reaper's list."""
+    def request_read(self, request: socket.socket) -> bool:
+        """The request's headers are in: its connection is off the reaper's list. False if it was cut off."""
         with self.lock:
-            self.deadlines.pop(request, None)
+            return self.deadlines.pop(request, None) is not None
 
     def _reap(self) -> None:
         while not self.closing.wait(REAPER_INTERVAL_S):
@@ -377,7 +378,10 @@ class ViewServer(ThreadingHTTPServer):
                     pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        log.exception("request from %s failed", client_address[0])
+        if isinstance(sys.exc_info()[1], OSError):  # the client's connection failed: not the run's problem
+            log.debug("request from %s failed", client_address[0], exc_info=True)
+        else:
+            log.exception("request from %s failed", client_address[0])
 
 
 class ViewServer6(ViewServer):
@@ -419,8 +423,17 @@ class Handler(BaseHTTPRequestHandler):
         }
 
     def do_GET(self) -> None:
-        self.server.request_read(self.connection)
+        if not self.server.request_read(self.connection):
+            self.close_connection = True  # cut off at its deadline: what came is no request
+            return
         self.connection.settimeout(SEND_TIMEOUT_S)  # from now on only writes wait on the client
+        try:
+            self.answer()
+        except (ConnectionError, TimeoutError) as exc:
+            log.debug("client %s left: %s", self.client_address[0], exc)
+            self.close_connection = True
+
+    def answer(self) -> None:
         if self.view.loopback and not is_loopback(host_name(self.headers.get("Host", ""))):
             self.send_json({"error": "this server answers only to localhost"}, 403)  # no DNS rebinding
             return
@@ -428,11 +441,7 @@ class Handler(BaseHTTPRequestHandler):
         if route is None:
             self.send_json({"error": f"not found: {urlsplit(self.path).path}"}, 404)
             return
-        try:
-            route()
-        except (ConnectionError, TimeoutError) as exc:
-            log.debug("client %s left: %s", self.client_address[0], exc)
-            self.close_connection = True
+        route()
 
     def start(self, code: int, content_type: str, extra: dict[str, str] | None = None) -> None:
         self.send_response(code)
