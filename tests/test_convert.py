@@ -16,7 +16,7 @@ import pytest
 from convert import ConvertError
 from convert.faces import collect_faces, held_out_by_position, held_out_interleaved
 from edge.classify import DEFAULT_MODEL, Classifier, make_interpreter, tensor_quant
-from edge.crop import crop_faces
+from edge.crop import crop_faces, model_crops
 from edge.model import FER2013_LABELS, ModelInfo, load_model_info, metadata_path
 from tests.conftest import DATA, ROOT
 
@@ -90,7 +90,7 @@ def test_default_model_agrees_with_its_float_original_on_real_faces(golden):
 def test_default_model_describes_itself():
     info = load_model_info(DEFAULT_MODEL)
     assert info.labels == FER2013_LABELS
-    assert (info.input_height, info.input_width, info.mean, info.std) == (64, 64, 0.5, 0.5)
+    assert (info.input_height, info.input_width, info.color, info.mean, info.std) == (64, 64, "gray", (0.5,), (0.5,))
     interpreter = make_interpreter(DEFAULT_MODEL)
     assert info.input_quant == tensor_quant(interpreter.get_input_details()[0])
     assert info.output_quant == tensor_quant(interpreter.get_output_details()[0])
@@ -194,7 +194,7 @@ def test_cli_writes_model_metadata_and_report(cli_run):
     assert result.returncode == 0, result.stderr
     assert "top-1 agreement" in result.stdout and "held-out" in result.stdout
     info = load_model_info(out)
-    assert info.labels == trained.labels and (info.mean, info.std) == (0.5, 0.5)
+    assert info.labels == trained.labels and (info.mean, info.std) == ((0.5,), (0.5,))
     assert info.face_margin == 0.08  # the command line wins over the training sidecar
     assert info.provenance["training"] == {"dataset": "synthetic"}
     assert info.provenance["quantization"] == "int8" and info.provenance["per_channel"] is True
@@ -251,8 +251,11 @@ def test_fer2013_csv_and_crop_folder(tiny_info, faces, tmp_path):
 
 def test_bad_csv_is_a_clear_error(tiny_info, tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(ConvertError, match="not a FER2013 CSV"):
+    with pytest.raises(ConvertError, match=r"line 1: header lacks column\(s\) \['emotion', 'pixels', 'Usage'\]"):
         collect_faces(tiny_info, [tmp_path / "x.csv"])
+    (tmp_path / "y.csv").write_text("emotion,pixels,Usage\n3,1 2 3 4,Training\n")
+    with pytest.raises(ConvertError, match="line 2: expected 2304 pixel values"):
+        collect_faces(tiny_info, [tmp_path / "y.csv"])
 
 
 # ---------------------------------------------------------------- user mistakes: one line, no traceback
@@ -282,7 +285,7 @@ def test_not_a_keras_model(tmp_path, name):
 def test_wrong_input_rank(flat_input_model, tmp_path):
     result = run_convert("--keras", str(flat_input_model), "--out", str(tmp_path / "x.tflite"),
                          "--calib", "tests/data/single_face.jpg")
-    assert_one_line_error(result, "model input must be (batch, height, width, 1)")
+    assert_one_line_error(result, "model input must be (batch, height, width, 1 or 3) images")
 
 
 def test_no_faces_to_calibrate_on(tiny_keras, tmp_path):
@@ -323,3 +326,54 @@ def test_below_min_agreement_exits_1(monkeypatch, capsys):
     report["validation"]["converted"]["top1_agreement"] = 0.95
     assert cli.main(args) == 0
     assert "top-1 agreement" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- colour orders and layouts, end to end
+
+PROBE_SIDE = 16  # pixels
+
+
+def channel_probe_keras(tf, folder: Path, layout: str) -> Path:
+    """A Keras model whose class is the brightest input channel (its 3 outputs follow the input's channels)."""
+    shape = (PROBE_SIDE, PROBE_SIDE, 3) if layout == "NHWC" else (3, PROBE_SIDE, PROBE_SIDE)
+    x = inputs = tf.keras.Input(shape)
+    if layout == "NCHW":
+        x = tf.keras.layers.Permute((2, 3, 1))(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    dense = tf.keras.layers.Dense(3, activation="softmax")
+    x = dense(x)
+    dense.set_weights([np.eye(3, dtype=np.float32) * 6.0, np.zeros(3, np.float32)])
+    path = folder / f"probe_{layout.lower()}.keras"
+    tf.keras.Model(inputs, x).save(path)
+    return path
+
+
+@pytest.mark.parametrize("color, layout, labels", [
+    ("rgb", "NHWC", ("red", "green", "blue")),
+    ("bgr", "NHWC", ("blue", "green", "red")),
+    ("rgb", "NCHW", ("red", "green", "blue")),
+])
+def test_colour_orders_and_layouts_convert_and_classify_as_the_sidecar_says(tf, tmp_path, color, layout, labels):
+    from convert.build import Request, build
+
+    keras = channel_probe_keras(tf, tmp_path, layout)
+    out = tmp_path / f"probe_{color}_{layout}.tflite"
+    result = build(Request(keras=keras, out=out, labels=labels, color=color, mean=(0.5,), std=(0.5,),
+                           calib=(DATA / "single_face.mp4",), latency_runs=5))
+    info = load_model_info(out)
+    assert (info.color, info.layout, info.channels) == (color, layout, 3)
+    assert result.report["validation"]["converted"]["top1_agreement"] >= MIN_AGREEMENT
+    classifier = Classifier(out)
+    frame = np.zeros((60, 180, 3), np.uint8)
+    for i, bgr in enumerate([(0, 0, 255), (0, 255, 0), (255, 0, 0)]):  # red, green, blue squares
+        frame[:, 60 * i:60 * (i + 1)] = bgr
+    boxes = np.array([[10, 10, 50, 50], [70, 10, 110, 50], [130, 10, 170, 50]])
+    probs = classifier.classify(model_crops(frame, boxes, info))
+    assert [classifier.labels[k] for k in probs.argmax(axis=1)] == ["red", "green", "blue"]
+    assert probs.max(axis=1).min() > 0.8  # calibrated on real faces: pure colours saturate the int8 ranges
+
+
+def test_a_colour_model_with_a_gray_sidecar_is_refused(tf, tmp_path):
+    result = run_convert("--keras", str(channel_probe_keras(tf, tmp_path, "NHWC")), "--out", str(tmp_path / "p.tflite"),
+                         "--color", "gray", "--labels", "r,g,b", "--calib", "tests/data/single_face.jpg")
+    assert_one_line_error(result, "model input has 3 channel(s) but the colour is 'gray'")
