@@ -12,13 +12,14 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 
+from benchmarks.media import full_scan_detector
 from benchmarks.paced import PacedVideoSource
 from benchmarks.procmon import ProcessMonitor
 from edge.capture import VideoSource
 from edge.classify import Classifier
 from edge.config import Config, override
 from edge.crop import crop_faces
-from edge.detect import FaceDetector, load_cascade, xywh_to_xyxy
+from edge.detect import make_detector
 from edge.pipeline import Pipeline
 from edge.results import Faces, FrameResult
 from edge.run import Presenter, parse_args
@@ -27,7 +28,7 @@ SEEDS_SCALE_FACTOR = 1.3  # the seeds' detectMultiScale(gray, 1.3, 5) on the ful
 SEEDS_MIN_NEIGHBORS = 5
 NO_FACES = np.empty((0, 4), np.int32)
 
-Detect = Callable[[np.ndarray], np.ndarray]  # grayscale frame -> (n, 4) xyxy boxes
+Detect = Callable[[np.ndarray], np.ndarray]  # BGR frame -> (n, 4) xyxy boxes
 
 
 @dataclass
@@ -84,14 +85,14 @@ def decode_only(path: Path, config: Config) -> FrameLog:
 
 def seeds_detector(config: Config) -> Detect:
     """The seeds' detector: one full-frame Haar scan per frame at scale 1.3, 5 neighbours."""
-    cascade = load_cascade(config.detector.cascade or None)
-    return lambda gray: xywh_to_xyxy(cascade.detectMultiScale(gray, SEEDS_SCALE_FACTOR, SEEDS_MIN_NEIGHBORS))
+    detector = full_scan_detector(config.detector, SEEDS_SCALE_FACTOR, SEEDS_MIN_NEIGHBORS)
+    return lambda frame: detector.detect(frame, still=True).xyxy
 
 
 def pipeline_detector(config: Config) -> Detect:
-    """The pipeline's own FaceDetector with the same settings, run in the loop."""
-    detector = FaceDetector(config.detector)
-    return lambda gray: detector.detect(gray)
+    """The pipeline's own detector with the same settings, run in the loop."""
+    detector = make_detector(config.detector)
+    return lambda frame: detector.detect(frame).xyxy
 
 
 def sequential(path: Path, config: Config, model: Path, workdir: Path, name: str, detector: str) -> FrameLog:
@@ -111,8 +112,8 @@ def sequential(path: Path, config: Config, model: Path, workdir: Path, name: str
             if frame is None:
                 break
             stamps["captured"] = stamps["detect_start"] = time.perf_counter()
+            boxes = detect(frame)
             gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            boxes = detect(gray)
             crops = crop_faces(gray, boxes, info.input_size, info.face_margin)
             stamps["detect_end"] = stamps["classify_start"] = time.perf_counter()
             probs = classifier.classify(crops) if len(crops) else np.zeros((0, len(labels)), np.float32)
