@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.media import full_scan_detector
 from benchmarks.paced import PacedVideoSource
 from benchmarks.procmon import ProcessMonitor
 from edge.capture import VideoSource
 from edge.config import Config, override
-from edge.detect import load_cascade, xywh_to_xyxy
+from edge.detect import Detections
 from edge.pipeline import Pipeline
 from edge.results import FrameResult
 from edge.run import Presenter, parse_args
@@ -77,16 +78,13 @@ def decode_only(path: Path, config: Config) -> FrameLog:
 
 
 class SeedsDetector:
-    """The seeds' detector: one full-frame Haar scan per frame at scale 1.3, 5 neighbours (no state to reset)."""
+    """The seeds' detector: a full-frame Haar scan of every frame at scale 1.3, 5 neighbours; nothing followed."""
 
     def __init__(self, config: Config) -> None:
-        self.cascade = load_cascade(config.detector.cascade or None)
+        self.scan = full_scan_detector(config.detector, SEEDS_SCALE_FACTOR, SEEDS_MIN_NEIGHBORS)
 
-    def detect(self, gray: np.ndarray, still: bool = False) -> np.ndarray:
-        return xywh_to_xyxy(self.cascade.detectMultiScale(gray, SEEDS_SCALE_FACTOR, SEEDS_MIN_NEIGHBORS))
-
-    def reset(self) -> None:
-        pass
+    def detect(self, frame: np.ndarray, still: bool = False) -> Detections:
+        return self.scan.detect(frame, still=True)
 
 
 def sequential(path: Path, config: Config, model: Path, workdir: Path, name: str, detector: str) -> FrameLog:

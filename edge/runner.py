@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -14,19 +14,11 @@ from edge.capture import Source, open_source
 from edge.classify import DEFAULT_MODEL, Classifier
 from edge.config import Config
 from edge.crop import crop_faces
-from edge.detect import FaceDetector
+from edge.detect import FaceDetector, make_detector
 from edge.results import Faces, FrameResult
 from edge.track import TrackedLabels
 
 log = logging.getLogger(__name__)
-
-
-class Detector(Protocol):
-    """What the stages need of a face detector: boxes for a frame, and a way to forget the last scene."""
-
-    def detect(self, gray: np.ndarray, still: bool = False) -> np.ndarray: ...
-
-    def reset(self) -> None: ...
 
 
 def model_path(config: Config, model: str | Path | None = None) -> Path:
@@ -41,10 +33,13 @@ class Stages:
     one-process form that batch tasks, the Python API and the benchmarks' sequential loop use.
     """
 
-    def __init__(self, config: Config, model: str | Path | None = None, detector: Detector | None = None) -> None:
+    def __init__(self, config: Config, model: str | Path | None = None,
+                 detector: FaceDetector | None = None) -> None:
         self.config = config
         self.classifier = Classifier(model_path(config, model), num_threads=config.classifier.threads)
-        self.detector: Detector = detector if detector is not None else FaceDetector(config.detector)
+        self.own_detector = detector is None  # built here from detector.kind, so it can be rebuilt for a new source
+        self.detector: FaceDetector = make_detector(config.detector) if detector is None else detector
+        self._detector_used = False
         info = self.classifier.info
         self._crop = (info.input_size, info.face_margin)
         self._no_faces = np.zeros((0, len(info.labels)), np.float32)
@@ -54,18 +49,25 @@ class Stages:
         return self.classifier.labels
 
     def reset(self) -> None:
-        """A new source begins: the detector forgets the faces it was following."""
-        self.detector.reset()
+        """A new source begins: a detector that follows faces must not look for the last source's.
+
+        The detector built here is built again (the protocol has no reset; ~16 ms for Haar's two
+        cascades); one passed in is the caller's to reset.
+        """
+        if self.own_detector and self._detector_used:
+            self.detector = make_detector(self.config.detector)
+            self._detector_used = False
 
     def faces(self, frame: np.ndarray, still: bool = False, stamps: dict[str, float] | None = None) -> Faces:
-        """The faces of one BGR frame (``still``: an independent image, scanned whole), classified.
+        """The faces of one BGR frame (``still``: an independent image, searched whole), classified.
 
         ``stamps`` receives the perf_counter stage boundaries that ``FrameResult.latencies_ms`` reads.
         """
         stamps = {} if stamps is None else stamps
         stamps["detect_start"] = time.perf_counter()
+        self._detector_used = True
+        boxes = self.detector.detect(frame, still=still).xyxy
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-        boxes = self.detector.detect(gray, still=still)
         crops = crop_faces(gray, boxes, *self._crop)
         stamps["detect_end"] = stamps["classify_start"] = time.perf_counter()
         probs = self.classifier.classify(crops) if len(crops) else self._no_faces
