@@ -12,13 +12,13 @@ from benchmarks.stats import summarize
 from edge.classify import Classifier
 from edge.config import Config
 from edge.crop import detect_and_crop
-from edge.detect import FaceDetector
+from edge.detect import make_detector
 from edge.model import ModelInfo, load_model_info
 
 
 def face_crops(path: Path, config: Config, info: ModelInfo, limit: int) -> np.ndarray:
     """(n, *crop_shape) face crops cut from a video exactly as the detector process cuts them."""
-    detector = FaceDetector(config.detector)
+    detector = make_detector(config.detector)
     capture = cv2.VideoCapture(str(path))
     crops: list[np.ndarray] = []
     while len(crops) < limit:

@@ -15,7 +15,7 @@ from edge.capture import IMAGE_SUFFIXES
 from edge.config import DetectorConfig
 from edge.crop import detect_and_crop, face_image, model_crops
 from edge.datasets import DatasetError, read_fer2013
-from edge.detect import FaceDetector
+from edge.detect import make_detector
 from edge.model import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def held_out_interleaved(n: int, fraction: float) -> np.ndarray:
     return np.floor((i + 1) * fraction) > np.floor(i * fraction)
 
 
-def read_image(path: Path) -> np.ndarray:
+def read_image_file(path: Path) -> np.ndarray:
     """An image file as a BGR frame, as the runtime reads images."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
@@ -196,7 +196,8 @@ class FaceCollector:
         self.holdout = holdout
         self.augment = augment
         self.crops = crops
-        self.detector = FaceDetector(detector or DetectorConfig())
+        self.detector_config = detector or DetectorConfig()
+        self.detector = make_detector(self.detector_config)
         self.calibration = FaceSet.empty(info)
         self.validation = FaceSet.empty(info)
 
@@ -229,11 +230,11 @@ class FaceCollector:
         self.validation.extend(crops[to_validate], [origins[i] for i in to_validate])
 
     def read_video(self, path: Path) -> SourceFaces:
-        """Faces of every frame, found frame after frame with tracking, as in a live run."""
-        self.detector.reset()
+        """Faces of every frame, found frame after frame by a fresh detector following them, as in a live run."""
+        detector = make_detector(self.detector_config)
         crops, origins, count = [self.no_crops()], [], 0
         for index, frame in enumerate(video_frames(path)):
-            boxes, face_crops = detect_and_crop(self.detector, frame, self.info)
+            boxes, face_crops = detect_and_crop(detector, frame, self.info)
             found = frame_faces(frame, boxes, face_crops, self.info, str(path), index, self.augment)
             crops.append(found[0])
             origins += found[1]
@@ -242,7 +243,7 @@ class FaceCollector:
 
     def read_image(self, path: Path, index: int = 0) -> SourceFaces:
         """Faces of a photo (a complete still-image scan), or the image itself with --crops."""
-        frame = read_image(path)
+        frame = read_image_file(path)
         if self.crops:
             found = face_image(frame, self.info)[None], [Origin(str(path), index)]
             return SourceFaces(*(crop_augment(*found) if self.augment else found), 1)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from edge.model import ModelInfo
+
+if TYPE_CHECKING:  # edge.detect builds detectors; a crop only needs one to call
+    from edge.detect import FaceDetector
 
 # frame channels -> model colour -> OpenCV conversion (None: the pixels are already in that order)
 CONVERSIONS = {
@@ -53,25 +56,24 @@ def to_model_color(images: np.ndarray, color: str, channels: int) -> np.ndarray:
     return tiled.reshape(n, h, w, *tiled.shape[2:])
 
 
-def model_crops(frame: np.ndarray, boxes: np.ndarray, info: ModelInfo, gray: np.ndarray | None = None) -> np.ndarray:
-    """The model's input faces cut from a frame: size, margin and colour from its sidecar.
+def model_crops(frame: np.ndarray, boxes: np.ndarray, info: ModelInfo) -> np.ndarray:
+    """The model's input faces cut from a BGR (H, W, 3) or gray (H, W) frame: size, margin, colour from its sidecar.
 
-    ``frame`` is a BGR (H, W, 3) or gray (H, W) frame. A gray model given the frame's gray
-    version (``gray``, which the Haar detector computes anyway) cuts from it directly; otherwise the
-    colour conversion runs on the crops, which are smaller than the frame.
+    A gray model's crops are cut from the gray frame, as its faces were converted in training
+    (as fast as converting the crops for one face, faster for more); a colour model's crops are
+    cut in BGR and converted, the crops being smaller than the frame.
     """
-    if info.channels == 1 and gray is not None:
-        frame = gray
+    if info.channels == 1 and frame.ndim == 3:
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     crops = crop_faces(frame, boxes, info.input_size, info.face_margin)
     return to_model_color(crops, info.color, 1 if frame.ndim == 2 else 3)
 
 
-def detect_and_crop(detector: Any, frame: np.ndarray, info: ModelInfo,
+def detect_and_crop(detector: FaceDetector, frame: np.ndarray, info: ModelInfo,
                     still: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Face boxes (n, 4) and the model's crops of one BGR (or gray) frame, as the detector process makes them."""
-    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-    boxes = detector.detect(gray, still=still)
-    return boxes, model_crops(frame, boxes, info, gray=gray)
+    """Face boxes (n, 4) and the model's crops of one BGR frame, as the detector process makes them."""
+    boxes = detector.detect(frame, still=still).xyxy
+    return boxes, model_crops(frame, boxes, info)
 
 
 def face_image(image: np.ndarray, info: ModelInfo) -> np.ndarray:

@@ -131,11 +131,11 @@ def detector_main(config: Config, model: ModelInfo,
         import cv2
 
         from edge.crop import detect_and_crop
-        from edge.detect import FaceDetector
+        from edge.detect import make_detector
 
         if config.detector.threads > 0:  # 0 keeps OpenCV's default; cv2.setNumThreads(0) would disable threads
             cv2.setNumThreads(config.detector.threads)
-        detector = FaceDetector(config.detector)
+        detector = make_detector(config.detector)
         report(status, "ready", "detector", None)
     except Exception as exc:  # report any start-up failure as one line to the main process
         report(status, "error", "detector", str(exc))

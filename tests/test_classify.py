@@ -12,7 +12,7 @@ import pytest
 from edge.classify import DEFAULT_MODEL, Classifier, input_lookup_table, tensor_quant
 from edge.config import DetectorConfig
 from edge.crop import detect_and_crop
-from edge.detect import FaceDetector
+from edge.detect import make_detector
 from edge.model import ModelError, TensorQuant, load_model_info, metadata_path
 from tests.conftest import DATA
 
@@ -25,7 +25,7 @@ def classifier() -> Classifier:
 def face_crops(classifier: Classifier, name: str) -> np.ndarray:
     """The faces of a sample photo, cut for the classifier's model as the detector process cuts them."""
     frame = cv2.imread(str(DATA / name))
-    return detect_and_crop(FaceDetector(DetectorConfig()), frame, classifier.info, still=True)[1]
+    return detect_and_crop(make_detector(DetectorConfig()), frame, classifier.info, still=True)[1]
 
 
 def test_default_model_is_full_integer_and_self_describing(classifier):

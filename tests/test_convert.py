@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from convert import ConvertError
-from convert.faces import collect_faces, held_out_by_position, held_out_interleaved
+from convert.faces import collect_faces, held_out_by_position, held_out_interleaved, video_frames
 from edge.classify import DEFAULT_MODEL, Classifier, make_interpreter, tensor_quant
-from edge.crop import crop_faces, model_crops
+from edge.crop import model_crops
 from edge.model import FER2013_LABELS, ModelInfo, load_model_info, metadata_path
 from tests.conftest import DATA, ROOT
 
@@ -50,25 +50,20 @@ def golden() -> dict:
     return json.loads(GOLDEN.read_text())
 
 
-def golden_crops(golden: dict) -> np.ndarray:
-    """Cut every golden face from its frame with the runtime's crop_faces and the stored box."""
+def golden_crops(golden: dict, info: ModelInfo) -> np.ndarray:
+    """Cut every golden face from its frame with the runtime's model_crops and the stored box."""
     frames: dict[tuple[str, int], np.ndarray] = {}
     wanted = {(f["source"], f["index"]) for f in golden["faces"]}
     for source in sorted({s for s, _ in wanted}):
         path = ROOT / source
         if path.suffix == ".mp4":
-            capture, index = cv2.VideoCapture(str(path)), 0
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    break
+            for index, frame in enumerate(video_frames(path)):
                 if (source, index) in wanted:
-                    frames[source, index] = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-                index += 1
+                    frames[source, index] = frame
         else:
-            frames[source, 0] = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2GRAY)
-    size, margin = tuple(golden["input_size"]), golden["face_margin"]
-    return np.concatenate([crop_faces(frames[f["source"], f["index"]], np.array([f["box"]]), size, margin)
+            frames[source, 0] = cv2.imread(str(path))
+    assert (tuple(golden["input_size"]), golden["face_margin"]) == (info.input_size, info.face_margin)
+    return np.concatenate([model_crops(frames[f["source"], f["index"]], np.array([f["box"]]), info)
                            for f in golden["faces"]])
 
 
@@ -76,7 +71,7 @@ def test_default_model_agrees_with_its_float_original_on_real_faces(golden):
     classifier = Classifier(DEFAULT_MODEL, num_threads=1)
     assert classifier.info.face_margin == golden["face_margin"]
     assert list(classifier.labels) == golden["labels"]
-    probs = classifier.classify(golden_crops(golden))
+    probs = classifier.classify(golden_crops(golden, classifier.info))
     reference = np.array([f["probs"] for f in golden["faces"]])
     held_out = np.array([f["held_out"] for f in golden["faces"]])
     agree = probs.argmax(1) == reference.argmax(1)

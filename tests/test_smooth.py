@@ -108,8 +108,8 @@ def test_faces_validate_the_smoothing_columns(kwargs, message):
 
 
 @pytest.mark.parametrize("text, error", [
-    ("[smoothing]\nmethod = 'window'\nwindow_s = 1.0\n", None),
-    ("[smoothing]\nenabled = false\n", None),
+    ("[smoothing]\nmethod = 'window'\nwindow_s = 1.0\n", {"method": "window", "window_s": 1.0, "enabled": True}),
+    ("[smoothing]\nenabled = false\n", {"enabled": False, "method": "ema"}),
     ("[smoothing]\nmethod = 'median'\n", "smoothing.method must be one of"),
     ("[smoothing]\nhalf_life_s = 0\n", "smoothing.half_life_s must be > 0.0"),
     ("[smoothing]\nmin_confidence = 1.1\n", "smoothing.min_confidence must be <= 1.0"),
@@ -117,8 +117,9 @@ def test_faces_validate_the_smoothing_columns(kwargs, message):
 def test_smoothing_config(tmp_path, text, error):
     path = tmp_path / "config.toml"
     path.write_text(text)
-    if error is None:
-        assert load_config(path).smoothing.enabled in (True, False)
+    if isinstance(error, dict):  # loads, with exactly these values
+        smoothing = load_config(path).smoothing
+        assert {key: getattr(smoothing, key) for key in error} == error
     else:
         with pytest.raises(ConfigError, match=error):
             load_config(path)

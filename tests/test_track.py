@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 
 import numpy as np
@@ -121,8 +120,8 @@ def test_update_sets_the_track_ids_of_faces_and_keeps_the_rest():
 
 
 @pytest.mark.parametrize("text, error", [
-    ("[tracker]\nmax_missed = 0\n", None),
-    ("[tracker]\nmin_iou = 0.3\nmax_distance = 1.0\n", None),
+    ("[tracker]\nmax_missed = 0\n", {"max_missed": 0, "enabled": True}),
+    ("[tracker]\nmin_iou = 0.3\nmax_distance = 1.0\n", {"min_iou": 0.3, "max_distance": 1.0, "max_missed": 10}),
     ("[tracker]\nmax_missed = -1\n", "tracker.max_missed must be >= 0"),
     ("[tracker]\nmin_iou = 1.5\n", "tracker.min_iou must be <= 1.0"),
     ("[tracker]\nvelocity_weight = 2\n", "tracker.velocity_weight must be <= 1.0"),
@@ -131,8 +130,9 @@ def test_update_sets_the_track_ids_of_faces_and_keeps_the_rest():
 def test_tracker_config(tmp_path, text, error):
     path = tmp_path / "config.toml"
     path.write_text(text)
-    if error is None:
-        assert dataclasses.is_dataclass(load_config(path).tracker)
+    if isinstance(error, dict):  # loads, with exactly these values
+        tracker = load_config(path).tracker
+        assert {key: getattr(tracker, key) for key in error} == error
     else:
         with pytest.raises(ConfigError, match=error):
             load_config(path)
