@@ -37,8 +37,9 @@ from benchmarks.startup import measure_startup  # noqa: E402
 from benchmarks.stats import median_index, ratio, steady_fps  # noqa: E402
 from benchmarks.targets import evaluate  # noqa: E402
 from benchmarks.variants import FrameLog, decode_only, pipelined, sequential  # noqa: E402
-from edge.classify import DEFAULT_MODEL  # noqa: E402
+from edge import models  # noqa: E402
 from edge.config import Config, load_config  # noqa: E402
+from edge.model import ModelError  # noqa: E402
 
 log = logging.getLogger("benchmarks.fps")
 
@@ -59,7 +60,7 @@ class Settings:
     sample_interval_s: float = 0.1  # CPU sampling period (memory every few samples)
     tries: int = 1  # runs of a variant while other processes disturb it; the least disturbed is kept
     recall_scale_factor: float = 1.1  # full-resolution Haar reference
-    recall_min_size: int = 24  # pixels
+    recall_min_neighbors: int = 4  # ... detectMultiScale(gray, 1.1, 4), every size from the cascade's 24 px window
     classifier_threads: tuple[int, ...] = (1, 2, 4)
     classifier_crops: int = 64  # real face crops timed, one per call
     classifier_warmup: int = 20  # untimed calls per model and thread count
@@ -161,9 +162,12 @@ def meta(argv: Sequence[str] | None) -> dict[str, Any]:
 
 
 def resolve_model(args: argparse.Namespace, config: Config) -> Path:
-    model = Path(args.model or config.classifier.model or DEFAULT_MODEL)
+    try:
+        model = models.resolve_model(args.model or config.classifier.model)
+    except ModelError as exc:
+        raise SystemExit(f"error: {exc}") from None
     if not model.is_file():
-        raise SystemExit(f"error: model not found: {model} (pass --model PATH)")
+        raise SystemExit(f"error: model not found: {model} (pass --model PATH or a shipped model's name)")
     return model
 
 
@@ -335,7 +339,8 @@ def run(args: argparse.Namespace, settings: Settings, workdir: Path, argv: Seque
     progress("decode only")
     decode = decode_report(video, config, settings)
     progress("full-resolution Haar reference for recall")
-    reference = reference_faces(video, config.detector, settings.recall_scale_factor, settings.recall_min_size)
+    reference = reference_faces(video, config.detector, settings.recall_scale_factor,
+                                 settings.recall_min_neighbors)
     results["variants"], results["ratios"] = compare(logs, resources, decode, reference, settings.warmup_frames)
     if args.live:
         results["live"] = live_report(logs["live"], resources["live"], live_rate(args, video),

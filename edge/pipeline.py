@@ -20,10 +20,10 @@ import numpy as np
 
 from edge.capture import FrameReader, FrameTask, Source, SourceOpener, frame_view
 from edge.channel import Channel
-from edge.classify import DEFAULT_MODEL
-from edge.config import Config
+from edge.config import ClassifierConfig, Config
 from edge.latency import LatencyStats
 from edge.model import ModelInfo, load_model_info
+from edge.models import resolve_model
 from edge.results import Faces, FrameResult
 from edge.signals import held_back, ignore_stop_signals
 from edge.watchdog import Watchdog
@@ -169,7 +169,7 @@ def received(tasks: Channel, out: Channel, parent_pid: int) -> Iterator[Any]:
         yield item
 
 
-def detector_main(config: Config, crop_size: tuple[int, int], margin: float,
+def detector_main(config: Config, model: ModelInfo,
                   tasks: Channel, out: Channel, status: Channel, parent_pid: int, progress: Any) -> None:
     """Detector process: frame slot -> face boxes and face crops (status messages go to the main process)."""
     ignore_stop_signals()
@@ -179,12 +179,12 @@ def detector_main(config: Config, crop_size: tuple[int, int], margin: float,
     try:
         import cv2
 
-        from edge.crop import crop_faces
-        from edge.detect import FaceDetector
+        from edge.crop import detect_and_crop
+        from edge.detect import make_detector
 
         if config.detector.threads > 0:  # 0 keeps OpenCV's default; cv2.setNumThreads(0) would disable threads
             cv2.setNumThreads(config.detector.threads)
-        detector = FaceDetector(config.detector)
+        detector = make_detector(config.detector)
         report(status, "ready", "detector", None)
     except Exception as exc:  # report any start-up failure as one line to the main process
         report(status, "error", "detector", str(exc))
@@ -197,9 +197,7 @@ def detector_main(config: Config, crop_size: tuple[int, int], margin: float,
                 continue
             task.stamps["detect_start"] = time.perf_counter()
             frame = ring.frame(task.slot, task.shape)
-            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            boxes = detector.detect(gray, still=task.still)
-            crops = crop_faces(gray, boxes, crop_size, margin)
+            boxes, crops = detect_and_crop(detector, frame, model, still=task.still)  # as the model's sidecar says
             task.stamps["detect_end"] = time.perf_counter()
             progress[DETECTOR] += 1  # for the main process's watchdog (this process alone writes it)
             out.put((task, boxes, crops))
@@ -213,8 +211,8 @@ def detector_main(config: Config, crop_size: tuple[int, int], margin: float,
             ring.close()
 
 
-def classifier_main(model_path: str, threads: int, tasks: Channel, out: Channel, parent_pid: int,
-                    progress: Any) -> None:
+def classifier_main(model_path: str, settings: ClassifierConfig, tasks: Channel, out: Channel,
+                    parent_pid: int, progress: Any) -> None:
     """Classifier process: face crops -> probabilities, in label order."""
     ignore_stop_signals()
     tasks.reading()
@@ -222,7 +220,7 @@ def classifier_main(model_path: str, threads: int, tasks: Channel, out: Channel,
     try:
         from edge.classify import Classifier
 
-        classifier = Classifier(model_path, num_threads=threads)
+        classifier = Classifier(model_path, num_threads=settings.threads, flip=settings.flip)
         report(out, "ready", "classifier", None)
     except Exception as exc:
         report(out, "error", "classifier", str(exc))
@@ -277,7 +275,7 @@ class Pipeline:
         self.source_spec = source  # what --source says, or an already open Source
         self.pace = pace  # play a video file at its own frame rate (cameras and images never wait)
         self.config = config
-        self.model_path = Path(model or config.classifier.model or DEFAULT_MODEL)
+        self.model_path = resolve_model(model or config.classifier.model)
         self.model_info: ModelInfo = load_model_info(self.model_path)
         self.labels = self.model_info.labels
         self.source: Source | None = None
@@ -340,10 +338,9 @@ class Pipeline:
         self._progress = ctx.RawArray("q", 2)
         self._processes = [
             ctx.Process(target=detector_main, name="edge.detector",
-                        args=(self.config, info.input_size, info.face_margin, det, cls, res, pid, self._progress)),
+                        args=(self.config, info, det, cls, res, pid, self._progress)),
             ctx.Process(target=classifier_main, name="edge.classifier",
-                        args=(str(self.model_path), self.config.classifier.threads, cls, res, pid,
-                              self._progress)),
+                        args=(str(self.model_path), self.config.classifier, cls, res, pid, self._progress)),
         ]
         # Workers start with the stop signals blocked (see held_back), so a Ctrl-C to the process group
         # while they import cannot print their tracebacks.

@@ -58,7 +58,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--headless", action="store_true", help="no window, even when a display exists")
     parser.add_argument("--config", type=Path, help="TOML config (see config.toml)")
     parser.add_argument("--validate-config", action="store_true", help="check the config file and exit")
-    parser.add_argument("--model", type=Path, help="TFLite model with its .json sidecar (default: shipped model)")
+    parser.add_argument("--model", help="a shipped model's name (fer2013-mini-xception) "
+                        "or a TFLite model with its .json sidecar (default: fer2013-mini-xception)")
     parser.add_argument("--probabilities", action="store_true", help="draw per-face probability bars")
     parser.add_argument("--live", choices=("auto", "yes", "no"),
                         help="drop stale frames to keep latency low (default: yes for cameras and streams)")
@@ -126,8 +127,7 @@ class Presenter:
         source = self.pipeline.source
         if self.args.output and self.frames is None:
             single = source.still and len(getattr(source, "paths", [])) == 1
-            self.frames = make_frame_sink(self.args.output, source.still, single, source.fps,
-                                          self.config.render.codec)
+            self.frames = make_frame_sink(self.args.output, source.still, single, source.fps, self.config.render)
         if not self.args.headless and self.window is None:
             if display_available():
                 self.window = Window(f"edge: {source.name}")
@@ -203,7 +203,9 @@ def naming_write_errors(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise WriteError(f"cannot write {exc.filename or path}: {exc.strerror or exc}") from None
+        reason = exc.strerror or str(exc)
+        named = reason if str(exc.filename or path) in reason else f"cannot write {exc.filename or path}: {reason}"
+        raise WriteError(named) from None
 
 
 def say(line: str) -> None:

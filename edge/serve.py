@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 PAGE = Path(__file__).with_name("static") / "index.html"
 REQUEST_TIMEOUT_S = 5.0  # a client gets this long from connecting to the end of its request's headers (slowloris)
-SEND_TIMEOUT_S = 3.0  # a client that accepts none of a frame or event for this long is dropped
 MAX_CONNECTIONS = 64  # connections served at once (one thread each); more are closed at once
 REAPER_INTERVAL_S = 0.25  # how often connections past their request deadline are looked for
 KEEPALIVE_S = 2.0  # an idle stream sends something this often, so a closed tab is noticed
@@ -426,7 +425,7 @@ class Handler(BaseHTTPRequestHandler):
         if not self.server.request_read(self.connection):
             self.close_connection = True  # cut off at its deadline: what came is no request
             return
-        self.connection.settimeout(SEND_TIMEOUT_S)  # from now on only writes wait on the client
+        self.connection.settimeout(self.view.config.send_timeout_s)  # from now on only writes wait on the client
         try:
             self.answer()
         except (ConnectionError, TimeoutError) as exc:
@@ -465,7 +464,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_json({"error": "too many streams"}, 503)
                 return
             # Frames queued in the kernel would only reach a slow viewer late: keep that queue short. A viewer
-            # that then takes none of a frame for SEND_TIMEOUT_S is dropped, and its stream slot freed.
+            # that then takes none of a frame for serve.send_timeout_s is dropped, and its stream slot freed.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, VIDEO_SEND_BUFFER)
             self.start(200, f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}")
             self.end_headers()
