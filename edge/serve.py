@@ -327,14 +327,16 @@ class ViewServer(ThreadingHTTPServer):
     daemon_threads = True
     view: WebView
 
-    def server_activate(self) -> None:
-        super().server_activate()
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         self.lock = threading.Lock()
         self.connections = 0
         self.deadlines: dict[socket.socket, float] = {}  # connections still sending their request
         self.closing = threading.Event()
-        self.reaper = threading.Thread(target=self._reap, name="serve-reaper", daemon=True)
-        self.reaper.start()
+        super().__init__(address, handler)  # binds: OSError when it cannot (server_close is called then)
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        threading.Thread(target=self._reap, name="serve-reaper", daemon=True).start()
 
     def server_close(self) -> None:
         self.closing.set()
