@@ -137,7 +137,7 @@ def cases() -> list[Case]:
         Case("config-unreadable", ("--source", "{clip}", "--config", "/proc/self/mem"), 2,
              "config file cannot be read", within_s=10),
         Case("config-bad-value", ("--source", "{clip}", "--config", "{work}/bad.toml"), 2,
-             "detector.scale_factor", within_s=10),
+             "detector.haar.scale_factor must be > 1.0", within_s=10),
         Case("model-corrupt", ("--source", "{clip}", "--model", "{work}/corrupt.tflite"), 2,
              "not a loadable TFLite model", within_s=30),
         Case("output-is-source", ("--source", "{clip}", "--output", "{clip}"), 2, "would overwrite the source",
@@ -292,7 +292,7 @@ class Media:
         (work / "link.mp4").symlink_to(clip)
         (work / "hard.mp4").unlink(missing_ok=True)
         os.link(clip, work / "hard.mp4")
-        (work / "bad.toml").write_text("[detector]\nscale_factor = 0.9\n")
+        (work / "bad.toml").write_text("[detector.haar]\nscale_factor = 0.9\n")
         (work / "ok.toml").write_text("")
         (work / "stall20.toml").write_text("[capture]\nstall_timeout_s = 20.0\n")
         (work / "corrupt.tflite").write_bytes(b"garbage" * 100)

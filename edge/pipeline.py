@@ -31,7 +31,8 @@ from edge.watchdog import Watchdog
 log = logging.getLogger(__name__)
 
 QUEUE_WAIT_S = 0.2  # every blocking get wakes this often to check the stop flag, the workers and the watchdog
-STOP_GRACE_S = 1.0  # after a stop request, the frames in flight get this long to come out; then the stages end
+STOP_GRACE_S = 1.5  # after a stop request, the frames in flight get at most this long to come out ...
+STOP_IDLE_S = 0.4  # ... and none of them this long to come: then the stages are ended (a stage is stalled)
 WORKER_EXIT_S = 0.5  # after the end of the stream came through, workers get this long to end; then they are killed
 READER_EXIT_S = 0.3  # ... and the capture thread; one stuck in a source's read is left behind (a daemon thread)
 STILL_WATCHDOG_FACTOR = 4.0  # a still image is scanned completely at full resolution: it may take longer
@@ -282,7 +283,8 @@ class Pipeline:
         self.summary = RunSummary()
         self._stop = threading.Event()
         self._stop_reason = ""
-        self._stop_deadline: float | None = None  # perf_counter by which the frames in flight must be out
+        self._stopped_at: float | None = None  # perf_counter of the first stop request
+        self._hurry = False  # a second stop request: the frames in flight are not waited for
         self._processes: list[mp.process.BaseProcess] = []
         self._progress: Any = None  # frames finished by the detector and the classifier (shared counters)
         self._watchdog: Watchdog | None = None
@@ -292,11 +294,10 @@ class Pipeline:
 
     def request_stop(self, reason: str) -> None:
         """Stop after the frames in flight, or at once when asked again (safe from signal handlers)."""
-        now = time.perf_counter()
-        if self._stop_deadline is None:
-            self._stop_deadline = now + STOP_GRACE_S
-        else:  # a second Ctrl-C: do not wait for the frames in flight
-            self._stop_deadline = now
+        if self._stopped_at is None:
+            self._stopped_at = time.perf_counter()
+        else:  # a second Ctrl-C
+            self._hurry = True
         if not self._stop_reason:
             self._stop_reason = reason
         self._stop.set()
@@ -442,10 +443,11 @@ class Pipeline:
         summary = self.summary
         waiting: dict[int, tuple[FrameTask, np.ndarray, np.ndarray]] = {}
         next_seq = 0
+        last_result = time.perf_counter()
         while True:
             if self._stop.is_set() and self._reader.dispatched == next_seq:
                 break  # stopping, and every frame handed on is out: nothing left to wait for
-            if self._stop_deadline is not None and time.perf_counter() >= self._stop_deadline:
+            if self._stopped_at is not None and self._stop_waited(last_result):
                 log.info("stopping without the frames still in flight (%d)", self._reader.dispatched - next_seq)
                 break
             self._watch()
@@ -462,6 +464,7 @@ class Pipeline:
             if isinstance(message[0], str):
                 raise PipelineError(f"{message[1]}: {message[2]}")
             task = message[0]
+            last_result = time.perf_counter()
             waiting[task.seq] = message
             while next_seq in waiting:
                 task, boxes, probs = waiting.pop(next_seq)
@@ -470,6 +473,12 @@ class Pipeline:
                     self.request_stop("user")
         if self._reader is not None and self._reader.error and not self._stop_reason:
             summary.error = self._reader.error
+
+    def _stop_waited(self, last_result: float) -> bool:
+        """Whether a stop has waited long enough for the frames in flight: its grace is over, or none comes."""
+        now = time.perf_counter()
+        return (self._hurry or now - self._stopped_at >= STOP_GRACE_S
+                or now - max(last_result, self._stopped_at) >= STOP_IDLE_S)
 
     def _deliver(self, task: FrameTask, boxes: np.ndarray, probs: np.ndarray, on_result: OnResult) -> bool:
         summary = self.summary
