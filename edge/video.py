@@ -29,6 +29,7 @@ class VideoWriter(Protocol):
     """Frames in, one video file out. ``write`` and ``close`` raise OSError when the file cannot be written."""
 
     path: Path
+    size: tuple[int, int]  # (width, height) of the frames it takes
     frames: int
 
     def write(self, frame: np.ndarray, timestamp: float) -> None: ...
