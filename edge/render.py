@@ -198,11 +198,22 @@ class Renderer:
         return latencies
 
 
-def display_available() -> bool:
-    """Whether a window can be opened: Linux needs an X11 or Wayland display."""
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+def opencv_has_gui() -> bool:
+    """Whether this OpenCV build can open windows (opencv-python-headless cannot)."""
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GUI:"):
+            return line.split(":", 1)[1].strip().upper() != "NONE"
     return True
+
+
+def display_available() -> bool:
+    """Whether a window can be opened: Linux needs an X11 or Wayland display, and OpenCV a GUI backend."""
+    display = not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if display and not opencv_has_gui():
+        log.warning("this OpenCV cannot open windows (opencv-python-headless): running headless; "
+                    "for a window install opencv-python instead")
+        return False
+    return display
 
 
 class Window:

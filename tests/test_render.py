@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 
 import cv2
 import numpy as np
 import pytest
 
 from edge.config import RenderConfig
-from edge.render import (FONT, TAG_PAD, TAG_SHIFTS, Renderer, draw_faces, draw_status, overlap, place_tags,
-                         status_lines, tag_text, text_scale)
+from edge.render import (FONT, TAG_PAD, TAG_SHIFTS, Renderer, display_available, draw_faces, draw_status,
+                         opencv_has_gui, overlap, place_tags, status_lines, tag_text, text_scale)
 from edge.results import Faces, FrameResult
 from tests.conftest import DATA, run_cli
 
@@ -139,3 +141,20 @@ def test_a_lone_tag_sits_just_above_its_face_or_inside_when_at_the_top():
     assert above[3] == 100 and above[0] == 100
     (top,) = tag_rects(faces_at([[100, 0, 160, 60]], ["happy"]), (640, 360))
     assert top[1] == 0 and top[0] == 100  # no room above: inside the box's top edge
+
+
+def test_headless_opencv_with_a_display_runs_headless_with_a_warning(monkeypatch, caplog):
+    """opencv-python-headless (Raspberry Pi OS Lite's choice) has no GUI backend: no window, no traceback."""
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(cv2, "getBuildInformation", lambda: "\n  GUI:                           NONE\n")
+    assert not opencv_has_gui()
+    with caplog.at_level(logging.WARNING, logger="edge.render"):
+        assert display_available() is False
+    (record,) = caplog.records
+    assert "opencv-python-headless" in record.message
+    monkeypatch.setattr(cv2, "getBuildInformation", lambda: "\n  GUI:                           QT5\n")
+    assert opencv_has_gui() and display_available() is True
+    monkeypatch.delenv("DISPLAY")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert display_available() is False
