@@ -147,10 +147,15 @@ class Presenter:
         """The web view says the run ended; with --serve-linger it serves the last frame until Ctrl-C."""
         if self.web is None:
             return
-        self.web.finish()
-        if self.args.serve_linger and summary.stopped_by == "end" and not summary.error:
+        if not (self.args.serve_linger and summary.stopped_by == "end" and not summary.error):
+            self.web.finish()
+            return
+
+        def ready() -> None:  # once linger's own signal handlers are in place: a Ctrl-C from now on ends it
+            self.web.finish()
             print(f"end of source; still serving {self.web.url} until Ctrl-C", file=sys.stderr)
-            summary.stopped_by = self.web.linger()
+
+        summary.stopped_by = self.web.linger(on_ready=ready)
 
     def close(self) -> None:
         if self.web is not None:
