@@ -31,7 +31,8 @@ from edge.render import (EventSink, ImageSink, OutputError, Renderer, VideoSink,
 from edge.results import FrameResult  # noqa: E402
 from edge.serve import ServeError, WebView  # noqa: E402
 from edge.signals import EXIT_CODES, stop_signals, stopped_early  # noqa: E402
-from edge.summary import Timeline, prepare_output, write_summary  # noqa: E402
+from edge.summary import Timeline, no_plot_note, plot_available, prepare_output, write_summary  # noqa: E402
+from edge.summary import report as summary_report  # noqa: E402
 from edge.track import TrackedLabels  # noqa: E402
 
 log = logging.getLogger("edge.run")
@@ -146,7 +147,9 @@ class Presenter:
         event = result.record()  # built once: the timeline, the web view and the events share it
         if self.timeline is not None:
             self.timeline.add(event)
-        self.renderer.render(frame, result, dropped=pipeline.dropped)
+        source = pipeline.source
+        self.renderer.render(frame, result, dropped=pipeline.dropped, still=source.still,
+                             realtime=source.live or pipeline.paced)
         if self.web is not None:
             self.web.publish(frame, result, event, pipeline.source, pipeline.dropped, pipeline.paced)
         if self.frames is not None:
@@ -163,13 +166,15 @@ class Presenter:
         """The web view says the run ended; with --serve-linger it serves the last frame until a stop signal."""
         if self.web is None:
             return
+        if not (self.args.serve_linger and summary.stopped_by == "end" and not summary.error):
+            self.web.finish()
+            return
+        stop, reasons = threading.Event(), []
+        stop_signals.listen(lambda reason: (reasons.append(reason), stop.set()))  # before clients see the end
         self.web.finish()
-        if self.args.serve_linger and summary.stopped_by == "end" and not summary.error:
-            say(f"end of source; still serving {self.web.url} until Ctrl-C")
-            stop, reasons = threading.Event(), []
-            stop_signals.listen(lambda reason: (reasons.append(reason), stop.set()))
-            self.web.linger(stop)
-            summary.stopped_by = reasons[0]
+        say(f"end of source; still serving {self.web.url} until Ctrl-C")
+        self.web.linger(stop)
+        summary.stopped_by = reasons[0]
 
     def close(self) -> str | None:
         """Close everything in order, whatever fails: web view, video, events, window, summary.
@@ -191,9 +196,15 @@ class Presenter:
         if self.timeline is not None and self.timeline.frame_times:
             try:
                 with naming_write_errors(self.args.summary):
-                    write_summary(self.timeline, self.args.summary, source=str(self.pipeline.source_spec))
+                    summary, _ = write_summary(self.timeline, self.args.summary,
+                                               source=str(self.pipeline.source_spec))
             except (WriteError, OutputError) as exc:
                 errors.append(str(exc))
+            else:
+                with contextlib.suppress(OSError, ValueError):  # stdout may be gone (a closed terminal)
+                    print(summary_report(summary), flush=True)
+                if not plot_available():
+                    say(no_plot_note())
         return errors[0] if errors else None
 
 
