@@ -27,7 +27,7 @@ from typing import Any, Callable, Generator, Iterator, Sequence
 
 from edge.capture import IMAGE_SUFFIXES, STREAM_PREFIXES
 from edge.classify import DEFAULT_MODEL
-from edge.config import Config, ConfigError, load_config
+from edge.config import Config, ConfigError, load_config, override
 from edge.detect import DetectorError
 from edge.model import ModelError
 from edge.render import EventSink, OutputError, Renderer, make_frame_sink
@@ -685,6 +685,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         address = ray_address(args)
         config = load_config(args.config)
+        if config.capture.live == "auto":  # a URL too is read whole, every frame, at the source's timestamps
+            config = override(config, "capture", live="no")
         out = prepare_out(args.out)
         tasks = make_tasks(collect_inputs(args.inputs, exclude=out))
         if not tasks:

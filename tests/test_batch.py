@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import functools
+import http.server
 import json
 import os
 import re
@@ -10,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -220,3 +223,32 @@ def test_a_model_travels_as_bytes_to_a_worker_without_the_file(tmp_path):
     assert copy != model and copy.read_bytes() == DEFAULT_MODEL.read_bytes()
     assert Classifier(copy).labels == Classifier(DEFAULT_MODEL).labels
     assert ModelFile.of(DEFAULT_MODEL) == ModelFile() and ModelFile().local() == DEFAULT_MODEL
+
+
+def test_a_url_is_read_whole_at_the_source_timestamps(data, tmp_path):
+    clip = tmp_path / "served" / "clip.avi"  # MJPG in AVI: FFmpeg reads it over plain HTTP without seeking
+    clip.parent.mkdir()
+    capture = cv2.VideoCapture(str(data / "single_face.mp4"))
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 360))
+    while (frame := capture.read()[1]) is not None:
+        writer.write(frame)
+    writer.release()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(clip.parent)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/clip.avi"
+        done = run_batch(url, "--out", str(tmp_path / "out"), "--workers", "1")
+    finally:
+        server.shutdown()
+        thread.join()
+    assert done.returncode == 0, done.stderr
+    record = report(tmp_path / "out")["clip"]
+    assert record["source"] == url and record["frames"] == 72 == event_frames(tmp_path / "out" / "clip")
+    events = [json.loads(line) for line in (tmp_path / "out" / "clip" / "events.jsonl").read_text().splitlines()]
+    assert [e["t"] for e in events[:3]] == [0.0, 0.0333, 0.0667]  # the file's own times, not the wall clock
