@@ -280,9 +280,13 @@ class Heartbeat:
                                "frames": self.frames})
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its error texts
+
+
 def one_line(exc: BaseException) -> str:
     """An error as one line: the project's own errors say what is wrong; others get their type."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    plain = ANSI_ESCAPE.sub("", str(exc)).strip()
+    text = plain.splitlines()[0] if plain else ""
     own = isinstance(exc, (ValueError, OSError, RuntimeError)) and text
     return text if own else f"{type(exc).__name__}: {text}".rstrip(": ")
 
@@ -487,10 +491,9 @@ class RayBatch:
         self.workers = workers
         self.cpus = cpus
         started = time.perf_counter()
-        options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR,
-                                   "log_to_driver": not quiet}
-        if self.local:
-            options["num_cpus"] = max(1, int(round(workers * cpus))) if workers else None
+        options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": not quiet}
+        if self.local:  # a cluster keeps its own settings
+            options.update(include_dashboard=False, num_cpus=max(1, int(round(workers * cpus))) if workers else None)
         try:
             ray.init(address="local" if self.local else address, **options)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -534,17 +537,20 @@ class RayBatch:
                 shutil.rmtree(partial_dir(out, task.name), ignore_errors=True)
 
     def result(self, ref: Any, task: Task, out: Path) -> dict[str, Any]:
-        """A task's record; a task whose worker died on every attempt is reported as failed."""
+        """A task's record; a task whose worker died on every attempt, or could not run it, is reported as failed."""
         try:
             return self.ray.get(ref)
         except self.ray.exceptions.RayError as exc:
             shutil.rmtree(partial_dir(out, task.name), ignore_errors=True)
+            record = {"name": task.name, "source": task.source, "status": "failed"}
             if isinstance(exc, (self.ray.exceptions.WorkerCrashedError, self.ray.exceptions.OutOfMemoryError)):
                 why = f"its worker process died on all {MAX_RETRIES + 1} attempts (killed, or out of memory)"
+                record["attempts"] = MAX_RETRIES + 1
+            elif "No module named 'edge'" in str(exc):
+                why = f"fer-edge is not installed where the Ray worker runs: {INSTALL_HINT} on every node"
             else:
                 why = one_line(exc)
-            return {"name": task.name, "source": task.source, "status": "failed", "attempts": MAX_RETRIES + 1,
-                    "error": why}
+            return {**record, "error": why}
 
     def close(self) -> None:
         self.ray.shutdown()  # a local instance's processes end with it; a cluster keeps running
