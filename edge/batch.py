@@ -320,7 +320,7 @@ def analyse(task: Task, settings: Settings, stages: Stages, folder: Path, heartb
                 if video is None:
                     source = runner.source
                     target = folder / ("annotated" if source.still else "annotated.mp4")
-                    video = make_frame_sink(target, source.still, False, source.fps, config.render.codec)
+                    video = make_frame_sink(target, source.still, False, source.fps, config.render)
                 renderer.render(frame, result)
                 video.write(frame, result)
             heartbeat.beat(runner.frames_done)
