@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any, Callable, Generator, Iterator, Sequence
 
 from edge.capture import IMAGE_SUFFIXES, STREAM_PREFIXES
-from edge.classify import DEFAULT_MODEL
 from edge.config import Config, ConfigError, load_config, override
 from edge.detect import DetectorError
 from edge.model import ModelError
+from edge.models import MODELS_DIR, SHIPPED, resolve_model
 from edge.render import EventSink, OutputError, Renderer, make_frame_sink
 from edge.runner import Runner, Stages, model_path
 from edge.summary import Timeline, summarize, write_csv, write_summary
@@ -86,25 +86,25 @@ class Settings:
 
 @dataclass(frozen=True)
 class ModelFile:
-    """The model as it travels to a worker: by path, with its bytes for a worker that lacks the file.
+    """The model as it travels to a worker: a shipped model by name (every worker has it in its own
+    install), any other by path, with its bytes for a worker that lacks the file."""
 
-    ``path`` None is the shipped default, which every worker has in its own install.
-    """
-
+    name: str | None = None  # a shipped model
     path: str | None = None
     data: bytes = b""
     sidecar: bytes = b""
 
     @classmethod
     def of(cls, path: Path) -> ModelFile:
-        if path.resolve() == DEFAULT_MODEL.resolve():
-            return cls()
-        return cls(str(path.resolve()), path.read_bytes(), path.with_suffix(".json").read_bytes())
+        for name, file in SHIPPED.items():
+            if path.resolve() == MODELS_DIR / file:
+                return cls(name=name)
+        return cls(None, str(path.resolve()), path.read_bytes(), path.with_suffix(".json").read_bytes())
 
     def local(self) -> Path:
         """A path to the model on this machine: the original where it is readable, else a copy of the bytes."""
-        if self.path is None:
-            return DEFAULT_MODEL
+        if self.name is not None or self.path is None:
+            return resolve_model(self.name)
         original = Path(self.path)
         if original.is_file() and original.stat().st_size == len(self.data):
             return original
