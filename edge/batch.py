@@ -293,8 +293,8 @@ def one_line(exc: BaseException) -> str:
 
 def write_task_summary(timeline: Timeline, folder: Path, source: str, plot: bool) -> dict[str, Any]:
     """summary.json and summary.csv, and timeline.png where matplotlib is installed (unless ``plot`` is off)."""
-    if plot and importlib.util.find_spec("matplotlib") is not None:
-        return write_summary(timeline, folder, source=source)
+    if plot:
+        return write_summary(timeline, folder, source=source)[0]
     summary = summarize(timeline, source)
     write_json(folder / "summary.json", summary)
     write_csv(summary, folder / "summary.csv")
@@ -729,7 +729,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch = RayBatch(address, args.workers, args.num_cpus, args.quiet)
             meta.update(mode=batch.description, ray_startup_s=round(batch.startup_s, 3))
             progress.say(f"running {len(todo)} inputs on a {batch.description}")
-            settings = dataclasses.replace(settings, threads=max(1, int(args.num_cpus)))
+            threads = max(1, int(args.num_cpus))  # a task's OpenCV and x264 threads: the CPUs Ray gave it
+            if config.render.encoder_threads == 0:
+                config = override(config, "render", encoder_threads=threads)
+            settings = dataclasses.replace(settings, config=config, threads=threads)
             results = batch.run(todo, settings, model, progress)
         for record in results:
             records[record["name"]] = record

@@ -20,7 +20,8 @@ from edge.render import (EventSink, ImageSink, OutputError, Renderer, VideoSink,
                          make_frame_sink)
 from edge.results import FrameResult
 from edge.serve import ServeError, WebView
-from edge.summary import Timeline, prepare_output, write_summary
+from edge.summary import Timeline, no_plot_note, plot_available, prepare_output, write_summary
+from edge.summary import report as summary_report
 from edge.track import TrackedLabels
 
 log = logging.getLogger("edge.run")
@@ -129,7 +130,9 @@ class Presenter:
         event = result.record()  # built once: the timeline, the web view and the events share it
         if self.timeline is not None:
             self.timeline.add(event)
-        self.renderer.render(frame, result, dropped=pipeline.dropped)
+        source = pipeline.source
+        self.renderer.render(frame, result, dropped=pipeline.dropped, still=source.still,
+                             realtime=source.live or pipeline.paced)
         if self.web is not None:
             self.web.publish(frame, result, event, pipeline.source, pipeline.dropped, pipeline.paced)
         if self.frames is not None:
@@ -144,10 +147,15 @@ class Presenter:
         """The web view says the run ended; with --serve-linger it serves the last frame until Ctrl-C."""
         if self.web is None:
             return
-        self.web.finish()
-        if self.args.serve_linger and summary.stopped_by == "end" and not summary.error:
+        if not (self.args.serve_linger and summary.stopped_by == "end" and not summary.error):
+            self.web.finish()
+            return
+
+        def ready() -> None:  # once linger's own signal handlers are in place: a Ctrl-C from now on ends it
+            self.web.finish()
             print(f"end of source; still serving {self.web.url} until Ctrl-C", file=sys.stderr)
-            summary.stopped_by = self.web.linger()
+
+        summary.stopped_by = self.web.linger(on_ready=ready)
 
     def close(self) -> None:
         if self.web is not None:
@@ -159,9 +167,13 @@ class Presenter:
             self.window.close()
         if self.timeline is not None and self.timeline.frame_times:
             try:
-                write_summary(self.timeline, self.args.summary, source=str(self.pipeline.source_spec))
+                summary, _ = write_summary(self.timeline, self.args.summary, source=str(self.pipeline.source_spec))
             except (OSError, OutputError) as exc:
                 log.error("summary not written: %s", exc)
+                return
+            print(summary_report(summary))
+            if not plot_available():
+                print(no_plot_note(), file=sys.stderr)
 
 
 def install_signal_handlers(pipeline: Pipeline) -> None:
