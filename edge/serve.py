@@ -325,6 +325,7 @@ class ViewServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    request_queue_size = 2 * MAX_CONNECTIONS  # socketserver's 5 drops the SYNs of viewers that connect at once
     view: WebView
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
