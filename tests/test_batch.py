@@ -188,7 +188,9 @@ def test_a_rerun_skips_finished_inputs_and_force_redoes_them(data, tmp_path):
     assert leftovers(out) == []
 
 
-def test_ctrl_c_keeps_finished_inputs_and_says_how_to_resume(data, tmp_path):
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"),
+                                                 (signal.SIGTERM, 143, "terminated")])
+def test_a_stop_keeps_finished_inputs_and_says_how_to_resume(data, tmp_path, signum, code, word):
     out = tmp_path / "out"
     long_clip = looped_video(tmp_path, 20)  # 1440 frames: still running when the signal comes
     command = [sys.executable, "-m", "edge.batch", str(data / "single_face.mp4"), str(long_clip),
@@ -199,12 +201,13 @@ def test_ctrl_c_keeps_finished_inputs_and_says_how_to_resume(data, tmp_path):
         while not (out / "single_face" / "done.json").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(0.5)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         _, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
-    assert process.returncode == 130, stderr
-    assert "run the same command again to resume" in stderr.strip().splitlines()[-1]
+    assert process.returncode == code, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"{word}: 2 inputs not run") and "run the same command again to resume" in last
     records = report(out)
     assert records["single_face"]["status"] == "ok"
     assert records["single_face"]["frames"] == 72 == event_frames(out / "single_face")
