@@ -684,77 +684,102 @@ def on_sigterm(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
-    started = time.perf_counter()
-    try:
-        address = ray_address(args)
-        config = load_config(args.config)
-        if config.capture.live == "auto":  # a URL too is read whole, every frame, at the source's timestamps
-            config = override(config, "capture", live="no")
-        out = prepare_out(args.out)
-        tasks = make_tasks(collect_inputs(args.inputs, exclude=out))
-        if not tasks:
-            raise InputError(f"no videos or images in {' '.join(args.inputs)}")
-        path = model_path(config, args.model)
-        stages = Stages(config, path)  # a bad model or detector setting fails here, once, not in every task
-        model = ModelFile.of(path)
-    except (InputError, ConfigError, ModelError, OutputError, DetectorError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    records: dict[str, dict[str, Any]] = {}
-    todo = []
-    for task in tasks:
-        earlier = None if args.force else finished(out, task)
-        if earlier is not None:
-            records[task.name] = {**earlier, "status": "skipped"}
-        else:
-            todo.append(task)
-    progress = Progress(len(todo), args.quiet)
-    if len(todo) < len(tasks):
-        progress.say(f"{len(tasks) - len(todo)} of {len(tasks)} inputs finished earlier: skipped (--force redoes them)")
+@dataclass
+class Plan:
+    """A batch checked before anything runs: where it runs, what each task writes, its inputs and model."""
+
+    address: str | None  # None: inline
+    out: Path
+    tasks: list[Task]
+    settings: Settings
+    stages: Stages  # built here: a bad model or detector setting fails once, not in every task
+    model: ModelFile
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """Check every argument; the user errors (exit 2) are raised here, before any work."""
+    address = ray_address(args)
+    config = load_config(args.config)
+    if config.capture.live == "auto":  # a URL too is read whole, every frame, at the source's timestamps
+        config = override(config, "capture", live="no")
+    out = prepare_out(args.out)
+    tasks = make_tasks(collect_inputs(args.inputs, exclude=out))
+    if not tasks:
+        raise InputError(f"no videos or images in {' '.join(args.inputs)}")
+    path = model_path(config, args.model)
     settings = Settings(str(out), uuid.uuid4().hex, config, args.events, args.output_video, not args.no_plot)
-    meta: dict[str, Any] = {"command": " ".join(["python -m edge.batch", *(argv or sys.argv[1:])]),
-                            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    return Plan(address, out, tasks, settings, Stages(config, path), ModelFile.of(path))
+
+
+def on_ray(settings: Settings, cpus: float) -> Settings:
+    """A Ray task's OpenCV and x264 threads: the CPUs Ray reserves for it (unless the config says)."""
+    threads = max(1, int(cpus))
+    config = settings.config
+    if config.render.encoder_threads == 0:
+        config = override(config, "render", encoder_threads=threads)
+    return dataclasses.replace(settings, config=config, threads=threads)
+
+
+def run_todo(plan: Plan, todo: list[Task], args: argparse.Namespace, progress: Progress, meta: dict[str, Any],
+             records: dict[str, dict[str, Any]]) -> KeyboardInterrupt | None:
+    """Run the inputs not finished yet, inline or on Ray, into ``records``; the stop that ended it early, if any.
+
+    Whatever happens, nothing is left running: Ray tasks are cancelled and a local instance stopped.
+    """
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     batch: RayBatch | None = None
     results: Generator[dict[str, Any], None, None] = (record for record in ())
-    stopped: KeyboardInterrupt | None = None
     try:
-        if address is None or not todo:
+        if plan.address is None or not todo:
             meta["mode"] = "inline"
-            results = run_inline(todo, settings, model, stages, progress)
+            results = run_inline(todo, plan.settings, plan.model, plan.stages, progress)
         else:
-            batch = RayBatch(address, args.workers, args.num_cpus, args.quiet)
+            batch = RayBatch(plan.address, args.workers, args.num_cpus, args.quiet)
             meta.update(mode=batch.description, ray_startup_s=round(batch.startup_s, 3))
             progress.say(f"running {len(todo)} inputs on a {batch.description}")
-            threads = max(1, int(args.num_cpus))  # a task's OpenCV and x264 threads: the CPUs Ray gave it
-            if config.render.encoder_threads == 0:
-                config = override(config, "render", encoder_threads=threads)
-            settings = dataclasses.replace(settings, config=config, threads=threads)
-            results = batch.run(todo, settings, model, progress)
+            results = batch.run(todo, on_ray(plan.settings, args.num_cpus), plan.model, progress)
         for record in results:
             records[record["name"]] = record
             progress.finished(record)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: finished inputs stay; the report says what is left
-        stopped = exc
+        return exc
     finally:
         results.close()  # a Ray batch cancels what is still running
         progress.close()
         if batch is not None:
             batch.close()
         signal.signal(signal.SIGTERM, previous)
-    ordered = [records.get(task.name) or not_run(task) for task in tasks]
-    meta["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    total = write_report(out, ordered, meta, time.perf_counter() - started)
-    print(final_line(total, out), file=sys.stderr)
+    return None
+
+
+def now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    started = time.perf_counter()
+    meta: dict[str, Any] = {"command": " ".join(["python -m edge.batch", *(argv or sys.argv[1:])]), "started": now()}
+    try:
+        plan = make_plan(args)
+        earlier = {task.name: finished(plan.out, task) for task in plan.tasks} if not args.force else {}
+        records = {name: {**record, "status": "skipped"} for name, record in earlier.items() if record is not None}
+        todo = [task for task in plan.tasks if task.name not in records]
+        progress = Progress(len(todo), args.quiet)
+        if records:
+            progress.say(f"{len(records)} of {len(plan.tasks)} inputs finished earlier: skipped (--force redoes them)")
+        stopped = run_todo(plan, todo, args, progress, meta, records)
+    except (InputError, ConfigError, ModelError, OutputError, DetectorError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    meta["finished"] = now()
+    ordered = [records.get(task.name) or not_run(task) for task in plan.tasks]
+    total = write_report(plan.out, ordered, meta, time.perf_counter() - started)
+    print(final_line(total, plan.out), file=sys.stderr)
     if stopped is not None:
-        print(f"{'terminated' if isinstance(stopped, Terminated) else 'interrupted'}: "
-              f"{total['not_run']} inputs not run; run the same command again to resume "
+        word = "terminated" if isinstance(stopped, Terminated) else "interrupted"
+        print(f"{word}: {total['not_run']} inputs not run; run the same command again to resume "
               "(finished inputs are skipped)", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(stopped, Terminated) else EXIT_INTERRUPTED
     return EXIT_FAILED if total["failed"] else EXIT_OK
