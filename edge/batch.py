@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import datetime
@@ -32,6 +33,7 @@ from edge.model import ModelError
 from edge.models import MODELS_DIR, SHIPPED, resolve_model
 from edge.render import EventSink, OutputError, Renderer, make_frame_sink
 from edge.runner import Runner, Stages, model_path
+from edge.signals import EXIT_CODES, REASONS
 from edge.summary import Timeline, summarize, write_csv, write_summary
 
 log = logging.getLogger("edge.batch")
@@ -39,8 +41,7 @@ log = logging.getLogger("edge.batch")
 EXIT_OK = 0  # every input analysed (now or by an earlier run)
 EXIT_BAD_INPUT = 2  # bad arguments, inputs, model, config or output folder: nothing was run
 EXIT_FAILED = 3  # some inputs failed (each recorded in batch.json with its error); the others are done
-EXIT_INTERRUPTED = 130  # Ctrl-C
-EXIT_TERMINATED = 143  # SIGTERM
+# Ctrl-C, SIGTERM and SIGHUP stop the batch with the shell's exit codes (130, 143, 129: edge.signals.EXIT_CODES)
 INSTALL_HINT = "pip install 'fer-edge[batch]'"
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
                   ".mts", ".3gp", ".ogv"}  # files a folder contributes as videos
@@ -59,8 +60,12 @@ class InputError(ValueError):
     """A batch argument names nothing that can be analysed."""
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM: stop like Ctrl-C."""
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a closed terminal or ssh session): stop like Ctrl-C."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason  # edge.signals' word for the signal: "terminate", "hangup"
 
 
 @dataclass(frozen=True)
@@ -680,8 +685,12 @@ def prepare_out(out: Path) -> Path:
     return out.resolve()
 
 
-def on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated()
+STOPPED = {"interrupt": "interrupted", "terminate": "terminated", "hangup": "hung up"}  # the final line's word
+CAUGHT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # SIGINT is Python's KeyboardInterrupt already
+
+
+def on_stop_signal(signum: int, frame: object) -> None:
+    raise Stopped(REASONS[signal.Signals(signum)])
 
 
 @dataclass
@@ -726,7 +735,7 @@ def run_todo(plan: Plan, todo: list[Task], args: argparse.Namespace, progress: P
 
     Whatever happens, nothing is left running: Ray tasks are cancelled and a local instance stopped.
     """
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    previous = {signum: signal.signal(signum, on_stop_signal) for signum in CAUGHT_SIGNALS}
     batch: RayBatch | None = None
     results: Generator[dict[str, Any], None, None] = (record for record in ())
     try:
@@ -741,15 +750,20 @@ def run_todo(plan: Plan, todo: list[Task], args: argparse.Namespace, progress: P
         for record in results:
             records[record["name"]] = record
             progress.finished(record)
-    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: finished inputs stay; the report says what is left
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: finished inputs stay; the report says what is left
         return exc
     finally:
         results.close()  # a Ray batch cancels what is still running
         progress.close()
         if batch is not None:
             batch.close()
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return None
+
+
+def reason(stop: KeyboardInterrupt) -> str:
+    return stop.reason if isinstance(stop, Stopped) else "interrupt"
 
 
 def now() -> str:
@@ -776,12 +790,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta["finished"] = now()
     ordered = [records.get(task.name) or not_run(task) for task in plan.tasks]
     total = write_report(plan.out, ordered, meta, time.perf_counter() - started)
-    print(final_line(total, plan.out), file=sys.stderr)
+    with contextlib.suppress(OSError):  # stderr may be gone (the terminal closed: SIGHUP); the report is written
+        print(final_line(total, plan.out), file=sys.stderr)
+        if stopped is not None:
+            print(f"{STOPPED[reason(stopped)]}: {total['not_run']} inputs not run; run the same command again to "
+                  "resume (finished inputs are skipped)", file=sys.stderr)
     if stopped is not None:
-        word = "terminated" if isinstance(stopped, Terminated) else "interrupted"
-        print(f"{word}: {total['not_run']} inputs not run; run the same command again to resume "
-              "(finished inputs are skipped)", file=sys.stderr)
-        return EXIT_TERMINATED if isinstance(stopped, Terminated) else EXIT_INTERRUPTED
+        return EXIT_CODES[reason(stopped)]
     return EXIT_FAILED if total["failed"] else EXIT_OK
 
 

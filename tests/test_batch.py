@@ -189,7 +189,8 @@ def test_a_rerun_skips_finished_inputs_and_force_redoes_them(data, tmp_path):
 
 
 @pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"),
-                                                 (signal.SIGTERM, 143, "terminated")])
+                                                 (signal.SIGTERM, 143, "terminated"),
+                                                 (signal.SIGHUP, 129, "hung up")])
 def test_a_stop_keeps_finished_inputs_and_says_how_to_resume(data, tmp_path, signum, code, word):
     out = tmp_path / "out"
     long_clip = looped_video(tmp_path, 20)  # 1440 frames: still running when the signal comes
