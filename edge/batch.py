@@ -408,6 +408,14 @@ def run_task(task: Task, settings: Settings, model: ModelFile, stages: Stages | 
 
 # ---------------------------------------------------------------------------------------------- progress
 
+def terminal_sized() -> bool:
+    """Whether stderr's terminal says how large it is (a pseudo-terminal nobody sized says 0 x 0)."""
+    try:
+        return min(os.get_terminal_size(sys.stderr.fileno())) > 0
+    except (OSError, ValueError):
+        return False
+
+
 class Progress:
     """One bar for the batch (inputs done / total, frames/s over every worker, ETA) and a line per input."""
 
@@ -422,7 +430,8 @@ class Progress:
         if not quiet and sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="input", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+            size = {"dynamic_ncols": True} if terminal_sized() else {"ncols": 80, "nrows": 24}  # tqdm draws nothing on 0 x 0
+            self.bar = tqdm(total=total, unit="input", file=sys.stderr, smoothing=0.1, **size)
 
     def frames(self, name: str, frames: int) -> None:
         self.running[name] = frames
