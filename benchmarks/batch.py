@@ -35,6 +35,7 @@ from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
+import psutil
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # `python benchmarks/batch.py` from anywhere
@@ -59,6 +60,7 @@ MODES = {  # name -> (label, batch arguments or None for the CLI one clip after 
 SAMPLE_LOOP = 4  # the sample clip (72 frames) x 4 = 288 frames per clip
 TILT_DEG = 15.0
 TILT_PERIOD_FRAMES = 96
+ROLE_POLL_S = 0.3  # how often the benchmark looks for new processes to tell Ray workers from services
 QUIET_CPU_PCT = 15.0  # % of all cores busy: --wait-quiet waits for less than this before each round
 
 
@@ -113,15 +115,48 @@ def make_clips(folder: Path) -> list[Path]:
     return clips
 
 
+def role(process: psutil.Process, root_pid: int) -> str:
+    """Which part of a command a process is: the command itself, a Ray worker, or Ray's own services."""
+    if process.pid == root_pid:
+        return "command"
+    try:
+        title = " ".join(process.cmdline()) or process.name()
+    except psutil.Error:
+        return "other"
+    if title.startswith("ray::") and "Agent" not in title:
+        return "Ray workers"
+    return "Ray services" if "ray" in title.lower() or process.name() in ("gcs_server", "raylet") else "children"
+
+
 def monitored(command: list[str], interval_s: float) -> tuple[subprocess.CompletedProcess, dict, float]:
-    """Run a command with every process it starts monitored: its result, the monitor's report, wall seconds."""
+    """Run a command with every process it starts monitored: its result, the monitor's report (CPU seconds
+    by role added), wall seconds."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    monitor = ProcessMonitor(root_pid=process.pid, interval_s=interval_s)
-    with monitor:
-        stdout, stderr = process.communicate()
-    wall = time.perf_counter() - started
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr), monitor.report(), wall
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=out, stderr=err, text=True)
+        monitor = ProcessMonitor(root_pid=process.pid, interval_s=interval_s)
+        roles: dict[int, str] = {}
+        with monitor:
+            while process.poll() is None:
+                try:
+                    tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+                except psutil.Error:
+                    tree = []
+                for child in tree:
+                    if child.pid not in roles:
+                        roles[child.pid] = role(child, process.pid)
+                time.sleep(ROLE_POLL_S)
+        wall = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        done = subprocess.CompletedProcess(command, process.returncode, out.read(), err.read())
+    report = monitor.report()
+    by_role: dict[str, float] = {}
+    for trace in monitor.traces.values():
+        name = roles.get(trace.pid, "children")
+        by_role[name] = by_role.get(name, 0.0) + trace.last_cpu_s - trace.first_cpu_s
+    report["cpu_s_by_role"] = by_role
+    return done, report, wall
 
 
 def run_cli(clips: list[Path], out: Path, interval_s: float) -> dict[str, Any]:
@@ -155,7 +190,7 @@ def run_batch(clips: list[Path], out: Path, options: list[str], interval_s: floa
     task_s = sum(r["seconds"] for r in inputs)
     return {"frames": report["combined"]["frames_this_run"], "wall_s": wall,
             "cpu_s": resources["total"]["cpu_mean_pct"] / 100.0 * wall, "other_cpu_pct": resources["other_cpu_pct"],
-            "ray_startup_s": report.get("ray_startup_s"), "task_s": task_s,
+            "ray_startup_s": report.get("ray_startup_s"), "task_s": task_s, "cpu_s_by_role": resources["cpu_s_by_role"],
             "setup_s": sum(r.get("setup_s", 0.0) for r in inputs),
             "per_input": {r["name"]: {"frames": r["frames"], "seconds": r["seconds"], "fps": r["fps"]} for r in inputs}}
 
@@ -236,6 +271,13 @@ def markdown(results: dict[str, Any]) -> str:
         "", table(["mode", "frames", "wall s", "frames/s", "frames/s after Ray start", "CPU ms/frame",
                    "others' CPU %", "every round (frames/s)"], rows, markdown=True), "",
     ]
+    roles = [(MODES[mode][0], medians[mode]["cpu_s_by_role"]) for mode in medians if "cpu_s_by_role" in medians[mode]]
+    if roles:
+        lines += ["CPU seconds of the median round by process (the command: the driver, or the inline run; Ray's "
+                  "services: GCS, raylet, agents, log monitor):", "",
+                  table(["mode", "command", "Ray workers", "Ray services"],
+                        [[label, *(f"{cpu.get(k, 0.0):.1f}" for k in ("command", "Ray workers", "Ray services"))]
+                         for label, cpu in roles], markdown=True), ""]
     if "scaling" in summary:
         startup = summary["ray_startup_s"]
         lines += [f"- scaling from 1 to 2 Ray workers: **{summary['scaling']:.2f}x** (median rounds; by round "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import datetime
@@ -32,6 +33,7 @@ from edge.model import ModelError
 from edge.models import MODELS_DIR, SHIPPED, resolve_model
 from edge.render import EventSink, OutputError, Renderer, make_frame_sink
 from edge.runner import Runner, Stages, model_path
+from edge.signals import EXIT_CODES, REASONS
 from edge.summary import Timeline, summarize, write_csv, write_summary
 
 log = logging.getLogger("edge.batch")
@@ -39,8 +41,7 @@ log = logging.getLogger("edge.batch")
 EXIT_OK = 0  # every input analysed (now or by an earlier run)
 EXIT_BAD_INPUT = 2  # bad arguments, inputs, model, config or output folder: nothing was run
 EXIT_FAILED = 3  # some inputs failed (each recorded in batch.json with its error); the others are done
-EXIT_INTERRUPTED = 130  # Ctrl-C
-EXIT_TERMINATED = 143  # SIGTERM
+# Ctrl-C, SIGTERM and SIGHUP stop the batch with the shell's exit codes (130, 143, 129: edge.signals.EXIT_CODES)
 INSTALL_HINT = "pip install 'fer-edge[batch]'"
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
                   ".mts", ".3gp", ".ogv"}  # files a folder contributes as videos
@@ -59,8 +60,12 @@ class InputError(ValueError):
     """A batch argument names nothing that can be analysed."""
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM: stop like Ctrl-C."""
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a closed terminal or ssh session): stop like Ctrl-C."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason  # edge.signals' word for the signal: "terminate", "hangup"
 
 
 @dataclass(frozen=True)
@@ -403,6 +408,14 @@ def run_task(task: Task, settings: Settings, model: ModelFile, stages: Stages | 
 
 # ---------------------------------------------------------------------------------------------- progress
 
+def terminal_sized() -> bool:
+    """Whether stderr's terminal says how large it is (a pseudo-terminal nobody sized says 0 x 0)."""
+    try:
+        return min(os.get_terminal_size(sys.stderr.fileno())) > 0
+    except (OSError, ValueError):
+        return False
+
+
 class Progress:
     """One bar for the batch (inputs done / total, frames/s over every worker, ETA) and a line per input."""
 
@@ -417,7 +430,8 @@ class Progress:
         if not quiet and sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="input", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+            size = {"dynamic_ncols": True} if terminal_sized() else {"ncols": 80, "nrows": 24}  # tqdm draws nothing on 0 x 0
+            self.bar = tqdm(total=total, unit="input", file=sys.stderr, smoothing=0.1, **size)
 
     def frames(self, name: str, frames: int) -> None:
         self.running[name] = frames
@@ -680,83 +694,118 @@ def prepare_out(out: Path) -> Path:
     return out.resolve()
 
 
-def on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated()
+STOPPED = {"interrupt": "interrupted", "terminate": "terminated", "hangup": "hung up"}  # the final line's word
+CAUGHT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # SIGINT is Python's KeyboardInterrupt already
+
+
+def on_stop_signal(signum: int, frame: object) -> None:
+    raise Stopped(REASONS[signal.Signals(signum)])
+
+
+@dataclass
+class Plan:
+    """A batch checked before anything runs: where it runs, what each task writes, its inputs and model."""
+
+    address: str | None  # None: inline
+    out: Path
+    tasks: list[Task]
+    settings: Settings
+    stages: Stages  # built here: a bad model or detector setting fails once, not in every task
+    model: ModelFile
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """Check every argument; the user errors (exit 2) are raised here, before any work."""
+    address = ray_address(args)
+    config = load_config(args.config)
+    if config.capture.live == "auto":  # a URL too is read whole, every frame, at the source's timestamps
+        config = override(config, "capture", live="no")
+    out = prepare_out(args.out)
+    tasks = make_tasks(collect_inputs(args.inputs, exclude=out))
+    if not tasks:
+        raise InputError(f"no videos or images in {' '.join(args.inputs)}")
+    path = model_path(config, args.model)
+    settings = Settings(str(out), uuid.uuid4().hex, config, args.events, args.output_video, not args.no_plot)
+    return Plan(address, out, tasks, settings, Stages(config, path), ModelFile.of(path))
+
+
+def on_ray(settings: Settings, cpus: float) -> Settings:
+    """A Ray task's OpenCV and x264 threads: the CPUs Ray reserves for it (unless the config says)."""
+    threads = max(1, int(cpus))
+    config = settings.config
+    if config.render.encoder_threads == 0:
+        config = override(config, "render", encoder_threads=threads)
+    return dataclasses.replace(settings, config=config, threads=threads)
+
+
+def run_todo(plan: Plan, todo: list[Task], args: argparse.Namespace, progress: Progress, meta: dict[str, Any],
+             records: dict[str, dict[str, Any]]) -> KeyboardInterrupt | None:
+    """Run the inputs not finished yet, inline or on Ray, into ``records``; the stop that ended it early, if any.
+
+    Whatever happens, nothing is left running: Ray tasks are cancelled and a local instance stopped.
+    """
+    previous = {signum: signal.signal(signum, on_stop_signal) for signum in CAUGHT_SIGNALS}
+    batch: RayBatch | None = None
+    results: Generator[dict[str, Any], None, None] = (record for record in ())
+    try:
+        if plan.address is None or not todo:
+            meta["mode"] = "inline"
+            results = run_inline(todo, plan.settings, plan.model, plan.stages, progress)
+        else:
+            batch = RayBatch(plan.address, args.workers, args.num_cpus, args.quiet)
+            meta.update(mode=batch.description, ray_startup_s=round(batch.startup_s, 3))
+            progress.say(f"running {len(todo)} inputs on a {batch.description}")
+            results = batch.run(todo, on_ray(plan.settings, args.num_cpus), plan.model, progress)
+        for record in results:
+            records[record["name"]] = record
+            progress.finished(record)
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: finished inputs stay; the report says what is left
+        return exc
+    finally:
+        results.close()  # a Ray batch cancels what is still running
+        progress.close()
+        if batch is not None:
+            batch.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return None
+
+
+def reason(stop: KeyboardInterrupt) -> str:
+    return stop.reason if isinstance(stop, Stopped) else "interrupt"
+
+
+def now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     started = time.perf_counter()
+    meta: dict[str, Any] = {"command": " ".join(["python -m edge.batch", *(argv or sys.argv[1:])]), "started": now()}
     try:
-        address = ray_address(args)
-        config = load_config(args.config)
-        if config.capture.live == "auto":  # a URL too is read whole, every frame, at the source's timestamps
-            config = override(config, "capture", live="no")
-        out = prepare_out(args.out)
-        tasks = make_tasks(collect_inputs(args.inputs, exclude=out))
-        if not tasks:
-            raise InputError(f"no videos or images in {' '.join(args.inputs)}")
-        path = model_path(config, args.model)
-        stages = Stages(config, path)  # a bad model or detector setting fails here, once, not in every task
-        model = ModelFile.of(path)
+        plan = make_plan(args)
+        earlier = {task.name: finished(plan.out, task) for task in plan.tasks} if not args.force else {}
+        records = {name: {**record, "status": "skipped"} for name, record in earlier.items() if record is not None}
+        todo = [task for task in plan.tasks if task.name not in records]
+        progress = Progress(len(todo), args.quiet)
+        if records:
+            progress.say(f"{len(records)} of {len(plan.tasks)} inputs finished earlier: skipped (--force redoes them)")
+        stopped = run_todo(plan, todo, args, progress, meta, records)
     except (InputError, ConfigError, ModelError, OutputError, DetectorError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    records: dict[str, dict[str, Any]] = {}
-    todo = []
-    for task in tasks:
-        earlier = None if args.force else finished(out, task)
-        if earlier is not None:
-            records[task.name] = {**earlier, "status": "skipped"}
-        else:
-            todo.append(task)
-    progress = Progress(len(todo), args.quiet)
-    if len(todo) < len(tasks):
-        progress.say(f"{len(tasks) - len(todo)} of {len(tasks)} inputs finished earlier: skipped (--force redoes them)")
-    settings = Settings(str(out), uuid.uuid4().hex, config, args.events, args.output_video, not args.no_plot)
-    meta: dict[str, Any] = {"command": " ".join(["python -m edge.batch", *(argv or sys.argv[1:])]),
-                            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    batch: RayBatch | None = None
-    results: Generator[dict[str, Any], None, None] = (record for record in ())
-    stopped: KeyboardInterrupt | None = None
-    try:
-        if address is None or not todo:
-            meta["mode"] = "inline"
-            results = run_inline(todo, settings, model, stages, progress)
-        else:
-            batch = RayBatch(address, args.workers, args.num_cpus, args.quiet)
-            meta.update(mode=batch.description, ray_startup_s=round(batch.startup_s, 3))
-            progress.say(f"running {len(todo)} inputs on a {batch.description}")
-            threads = max(1, int(args.num_cpus))  # a task's OpenCV and x264 threads: the CPUs Ray gave it
-            if config.render.encoder_threads == 0:
-                config = override(config, "render", encoder_threads=threads)
-            settings = dataclasses.replace(settings, config=config, threads=threads)
-            results = batch.run(todo, settings, model, progress)
-        for record in results:
-            records[record["name"]] = record
-            progress.finished(record)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: finished inputs stay; the report says what is left
-        stopped = exc
-    finally:
-        results.close()  # a Ray batch cancels what is still running
-        progress.close()
-        if batch is not None:
-            batch.close()
-        signal.signal(signal.SIGTERM, previous)
-    ordered = [records.get(task.name) or not_run(task) for task in tasks]
-    meta["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    total = write_report(out, ordered, meta, time.perf_counter() - started)
-    print(final_line(total, out), file=sys.stderr)
+    meta["finished"] = now()
+    ordered = [records.get(task.name) or not_run(task) for task in plan.tasks]
+    total = write_report(plan.out, ordered, meta, time.perf_counter() - started)
+    with contextlib.suppress(OSError):  # stderr may be gone (the terminal closed: SIGHUP); the report is written
+        print(final_line(total, plan.out), file=sys.stderr)
+        if stopped is not None:
+            print(f"{STOPPED[reason(stopped)]}: {total['not_run']} inputs not run; run the same command again to "
+                  "resume (finished inputs are skipped)", file=sys.stderr)
     if stopped is not None:
-        print(f"{'terminated' if isinstance(stopped, Terminated) else 'interrupted'}: "
-              f"{total['not_run']} inputs not run; run the same command again to resume "
-              "(finished inputs are skipped)", file=sys.stderr)
-        return EXIT_TERMINATED if isinstance(stopped, Terminated) else EXIT_INTERRUPTED
+        return EXIT_CODES[reason(stopped)]
     return EXIT_FAILED if total["failed"] else EXIT_OK
 
 

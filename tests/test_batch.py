@@ -7,6 +7,7 @@ import functools
 import http.server
 import json
 import os
+import pty
 import re
 import shutil
 import signal
@@ -171,6 +172,35 @@ def test_inline_batch_writes_every_input_and_the_report(media, tmp_path):
     assert lines[-1].startswith("5 inputs: 4 done, 1 failed;")
 
 
+def test_on_a_terminal_one_bar_for_the_batch_and_a_line_per_input(data, tmp_path):
+    pytest.importorskip("tqdm")
+    leader, follower = pty.openpty()  # a terminal nobody sized (0 x 0), as under `script` or some CI runners
+    command = [sys.executable, "-m", "edge.batch", str(data / "single_face.mp4"), str(data / "multi_face.jpg"),
+               "--out", str(tmp_path / "out"), "--workers", "1"]
+    process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=follower)
+    os.close(follower)
+    chunks = []
+    try:
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the command ended and closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert process.wait(timeout=TIMEOUT_S) == 0
+    finally:
+        process.kill()
+        os.close(leader)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert re.search(r"0/2 \[", screen) and re.search(r"2/2 \[", screen)  # the bar: inputs done / total
+    assert re.search(r"\d+ frames/s\]", screen)  # frames/s across the batch on the bar
+    lines = [line.strip() for line in screen.replace("\r", "\n").splitlines()]
+    assert [line.split(":")[0] for line in lines if line.startswith("[")] == ["[1/2] single_face", "[2/2] multi_face"]
+
+
 def test_a_rerun_skips_finished_inputs_and_force_redoes_them(data, tmp_path):
     out = tmp_path / "out"
     inputs = [str(data / "single_face.mp4"), str(data / "multi_face.jpg")]
@@ -188,7 +218,10 @@ def test_a_rerun_skips_finished_inputs_and_force_redoes_them(data, tmp_path):
     assert leftovers(out) == []
 
 
-def test_ctrl_c_keeps_finished_inputs_and_says_how_to_resume(data, tmp_path):
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"),
+                                                 (signal.SIGTERM, 143, "terminated"),
+                                                 (signal.SIGHUP, 129, "hung up")])
+def test_a_stop_keeps_finished_inputs_and_says_how_to_resume(data, tmp_path, signum, code, word):
     out = tmp_path / "out"
     long_clip = looped_video(tmp_path, 20)  # 1440 frames: still running when the signal comes
     command = [sys.executable, "-m", "edge.batch", str(data / "single_face.mp4"), str(long_clip),
@@ -199,12 +232,13 @@ def test_ctrl_c_keeps_finished_inputs_and_says_how_to_resume(data, tmp_path):
         while not (out / "single_face" / "done.json").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(0.5)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         _, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
-    assert process.returncode == 130, stderr
-    assert "run the same command again to resume" in stderr.strip().splitlines()[-1]
+    assert process.returncode == code, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"{word}: 2 inputs not run") and "run the same command again to resume" in last
     records = report(out)
     assert records["single_face"]["status"] == "ok"
     assert records["single_face"]["frames"] == 72 == event_frames(out / "single_face")
