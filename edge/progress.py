@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,14 @@ def is_terminal(stream: TextIO) -> bool:
         return False
 
 
+def sized(stream: TextIO) -> bool:
+    """Whether the terminal says how large it is (a pseudo-terminal nobody sized says 0 x 0)."""
+    try:
+        return min(os.get_terminal_size(stream.fileno())) > 0
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def duration(seconds: float) -> str:
     """``1:05`` or ``1:02:03``."""
     minutes, secs = divmod(int(seconds + 0.5), 60)
@@ -43,22 +52,25 @@ class PlainBar:
         self.name = name
         self.total = total
         self.n = 0
-        self.started = time.perf_counter()
+        self.first: float | None = None  # perf_counter of the first frame: the rate is over the frames since
         self.drawn = 0.0  # perf_counter of the last redraw; 0 = draw at the next update
         self.width = 0  # characters on the line now
 
     def text(self, now: float) -> str:
-        elapsed = now - self.started
-        rate = self.n / elapsed if elapsed > 0 else 0.0
+        elapsed = now - self.first if self.first is not None else 0.0
+        rate = (self.n - 1) / elapsed if elapsed > 0 else 0.0
+        speed = f", {rate:.1f} frames/s" if rate > 0 else ""
         if self.total is None:
-            return f"{self.name}: {self.n} frames, {rate:.1f} frames/s, {duration(elapsed)}"
+            return f"{self.name}: {self.n} frames{speed}"
         total = max(self.total, self.n)  # a container's count can be short
         eta = f", ETA {duration((total - self.n) / rate)}" if rate > 0 else ""
-        return f"{self.name}: {self.n}/{total} frames ({self.n / total:.0%}), {rate:.1f} frames/s{eta}"
+        return f"{self.name}: {self.n}/{total} frames ({self.n / total:.0%}){speed}{eta}"
 
     def update(self, n: int = 1) -> None:
         self.n += n
         now = time.perf_counter()
+        if self.first is None:
+            self.first = now
         if now - self.drawn >= REDRAW_S or (self.total is not None and self.n >= self.total):
             self.draw(self.text(now))
             self.drawn = now
@@ -108,8 +120,9 @@ class Progress:
         except ImportError:
             self.bar = PlainBar(self.stream, name, total)
         else:
-            self.bar = tqdm(total=total, desc=name, unit=" frames", file=self.stream, leave=False,
-                            dynamic_ncols=True, mininterval=0.1)
+            size = {"dynamic_ncols": True} if sized(self.stream) else {"ncols": 80, "nrows": 24}  # tqdm draws
+            self.bar = tqdm(total=total, desc=name, unit=" frames", file=self.stream, leave=False,  # nothing on 0 x 0
+                            mininterval=0.1, **size)
         for handler in logging.getLogger().handlers:  # what logging writes to our terminal clears the bar first
             if isinstance(handler, logging.StreamHandler) and handler.stream is self.stream:
                 handler.addFilter(self._before_log)
