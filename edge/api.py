@@ -102,7 +102,13 @@ class Stream:
 
     def __init__(self, source: SourceInput, analyzer: Analyzer) -> None:
         config = analyzer.config
-        spec = str(source) if isinstance(source, int) and not isinstance(source, bool) else os.fspath(source)
+        if isinstance(source, int) and not isinstance(source, bool):
+            spec = str(source)
+        elif isinstance(source, (str, os.PathLike)):
+            spec = os.fspath(source)
+        else:
+            raise TypeError(f"source must be a path, a camera index or a URL, got {type(source).__name__}"
+                            + (" (for an image array use analyze())" if isinstance(source, np.ndarray) else ""))
         self.source: Source = open_source(spec, config.capture)
         self.labels = analyzer.labels
         stages = Stages(config, classifier=analyzer.stages.classifier)  # a detector of its own: it follows faces

@@ -115,8 +115,7 @@ class Faces:
 
     def __iter__(self) -> Iterator[Face]:
         """Each face as a ``Face`` record, in box order."""
-        labels, scores = self.label, self.score
-        return (self._face(i, labels[i], float(scores[i])) for i in range(len(self)))
+        return iter(self._faces())
 
     def __getitem__(self, i: int) -> Face:
         """Face ``i`` (negative counts from the end) as a ``Face`` record."""
@@ -125,15 +124,18 @@ class Faces:
         n = len(self)
         if not -n <= i < n:
             raise IndexError(f"face {i} of {n}")
-        i = int(i) % n
-        return self._face(i, self.label[i], float(self.score[i]))
+        return self._faces()[i]
 
-    def _face(self, i: int, label: str, score: float) -> Face:
-        return Face(box=tuple(int(v) for v in self.xyxy[i]), track_id=int(self.track_id[i]), label=label,
-                    score=score, probs={name: float(p) for name, p in zip(self.labels, self.probs[i])},
-                    raw_label=self.labels[int(self.probs[i].argmax())] if self.display_label is not None else None,
-                    smoothed=None if self.smoothed is None
-                    else {name: float(p) for name, p in zip(self.labels, self.smoothed[i])})
+    def _faces(self) -> list[Face]:
+        """Every row as a ``Face`` (the arrays converted once: this runs for every frame's event)."""
+        labels, n = self.labels, len(self)
+        shown, scores, probs = self.label, self.score.tolist(), self.probs.tolist()
+        raw = self.raw_label if self.display_label is not None else [None] * n
+        smoothed = self.smoothed.tolist() if self.smoothed is not None else None
+        return [Face(box=tuple(box), track_id=track_id, label=shown[i], score=scores[i],
+                     probs=dict(zip(labels, probs[i])), raw_label=raw[i],
+                     smoothed=dict(zip(labels, smoothed[i])) if smoothed is not None else None)
+                for i, (box, track_id) in enumerate(zip(self.xyxy.tolist(), self.track_id.tolist()))]
 
     def records(self) -> list[dict]:
         """One JSON-ready dict per face: box, track, shown label and score, raw (and smoothed) probabilities."""

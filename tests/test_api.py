@@ -214,6 +214,16 @@ def test_a_bad_source_fails_when_the_stream_is_made(analyzer, source, message):
         analyzer.stream(source)
 
 
+@pytest.mark.parametrize("source, message", [
+    (np.zeros((4, 4, 3), np.uint8), "source must be a path, a camera index or a URL, got ndarray (for an image"),
+    (True, "source must be a path, a camera index or a URL, got bool"),
+])
+def test_what_stream_does_not_take_is_a_clear_error(analyzer, source, message):
+    with pytest.raises(TypeError) as raised:
+        analyzer.stream(source)
+    assert message in str(raised.value)
+
+
 def test_a_broken_video_is_the_cli_s_error(tmp_path, analyzer):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00" * 4096)
