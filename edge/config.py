@@ -226,3 +226,48 @@ def replaced(settings: Any, tables: list[str], values: dict[str, Any], prefix: s
             raise unknown_key(type(current), key, f"{path}.{key}")
     checked = {k: check_value(f"{path}.{k}", fields[k], v) for k, v in values.items()}
     return dataclasses.replace(settings, **{head: dataclasses.replace(current, **checked)})
+
+
+def set_key(config: Any, path: str, value: Any) -> Any:
+    """A copy of config with the key at a dotted path (``detector.haar.min_neighbors``) set, validated like the file.
+
+    A table's path takes a dict of its keys, as a TOML table would (``"detector", {"kind": "haar"}``).
+    """
+    return assigned(config, path.split("."), value, "")
+
+
+def assigned(settings: Any, keys: list[str], value: Any, prefix: str) -> Any:
+    """``settings`` with ``value`` at the key reached through ``keys`` (key paths start at ``prefix``)."""
+    head, path = keys[0], f"{prefix}{keys[0]}"
+    fields = {f.name: f for f in dataclasses.fields(settings)}
+    if head not in fields:
+        raise unknown_key(type(settings), head, path)
+    f = fields[head]
+    section_type = table_type(f)
+    if section_type is None:
+        if len(keys) > 1:
+            raise ConfigError(f"config key {path} is a value, not a table: there is no {path}.{keys[1]}")
+        return dataclasses.replace(settings, **{head: check_value(path, f, value)})
+    table = getattr(settings, head)
+    if len(keys) > 1:
+        return dataclasses.replace(settings, **{head: assigned(table, keys[1:], value, f"{path}.")})
+    if not isinstance(value, dict):
+        first = dataclasses.fields(section_type)[0].name
+        raise ConfigError(f"config key {path} is a table, not a value: set its keys, e.g. {path}.{first}, "
+                          f"got {value!r}")
+    for key, item in value.items():
+        table = assigned(table, [key], item, f"{path}.")
+    return dataclasses.replace(settings, **{head: table})
+
+
+def parse_setting(text: str) -> tuple[str, Any]:
+    """``section.key=value`` (``--set``) as its key path and value: a TOML value, else the text as a string."""
+    path, sep, raw = text.partition("=")
+    path = path.strip()
+    if not sep or not path or any(not part for part in path.split(".")):
+        raise ConfigError(f"--set takes section.key=value, e.g. detector.haar.min_face=0.1, got {text!r}")
+    try:
+        value = tomllib.loads(f"value = {raw.strip()}")["value"]
+    except tomllib.TOMLDecodeError:  # a bare word (haar, fer2013-mini-xception): the text itself
+        value = raw.strip()
+    return path, value

@@ -3,11 +3,42 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 import numpy as np
 
 STAGES = ("capture", "queue", "detect", "classify", "render", "total")  # latency keys, ms
 UNCERTAIN = "uncertain"  # the shown label when no smoothed probability is high enough
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face of a frame as a record: row ``i`` of ``Faces``, field for field its event in ``--events``.
+
+    ``label`` is the label shown and ``score`` its probability (smoothed in a tracked video);
+    ``probs`` the classifier's own output for this frame. A tracked video face also has
+    ``raw_label`` (the top label of ``probs``) and ``smoothed`` (its track's probabilities);
+    images are not tracked: ``track_id`` -1, ``raw_label`` and ``smoothed`` None.
+    """
+
+    box: tuple[int, int, int, int]  # x1, y1, x2, y2 in frame pixels
+    track_id: int
+    label: str
+    score: float
+    probs: dict[str, float]
+    raw_label: str | None = None
+    smoothed: dict[str, float] | None = None
+
+    def record(self) -> dict:
+        """The face's JSON-ready dict, as in the events (probabilities rounded to 4 places)."""
+        record = {"box": list(self.box), "track_id": self.track_id, "label": self.label,
+                  "score": round(self.score, 4)}
+        if self.raw_label is not None:
+            record["raw_label"] = self.raw_label
+        record["probs"] = {name: round(p, 4) for name, p in self.probs.items()}
+        if self.smoothed is not None:
+            record["smoothed"] = {name: round(p, 4) for name, p in self.smoothed.items()}
+        return record
 
 
 @dataclass
@@ -82,20 +113,33 @@ class Faces:
         return np.array([source[i, index[name]] if name in index else source[i].max()
                          for i, name in enumerate(self.display_label)], np.float32)
 
+    def __iter__(self) -> Iterator[Face]:
+        """Each face as a ``Face`` record, in box order."""
+        return iter(self._faces())
+
+    def __getitem__(self, i: int) -> Face:
+        """Face ``i`` (negative counts from the end) as a ``Face`` record."""
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
+            raise TypeError(f"faces are indexed by int, got {type(i).__name__}")
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"face {i} of {n}")
+        return self._faces()[i]
+
+    def _faces(self) -> list[Face]:
+        """Every row as a ``Face`` (the arrays converted once: this runs for every frame's event)."""
+        labels, n = self.labels, len(self)
+        shown, scores, probs = self.label, self.score.tolist(), self.probs.tolist()
+        raw = self.raw_label if self.display_label is not None else [None] * n
+        smoothed = self.smoothed.tolist() if self.smoothed is not None else None
+        return [Face(box=tuple(box), track_id=track_id, label=shown[i], score=scores[i],
+                     probs=dict(zip(labels, probs[i])), raw_label=raw[i],
+                     smoothed=dict(zip(labels, smoothed[i])) if smoothed is not None else None)
+                for i, (box, track_id) in enumerate(zip(self.xyxy.tolist(), self.track_id.tolist()))]
+
     def records(self) -> list[dict]:
         """One JSON-ready dict per face: box, track, shown label and score, raw (and smoothed) probabilities."""
-        labels, raw_labels, scores = self.label, self.raw_label, self.score
-        records = []
-        for i in range(len(self)):
-            record = {"box": [int(v) for v in self.xyxy[i]], "track_id": int(self.track_id[i]),
-                      "label": labels[i], "score": round(float(scores[i]), 4)}
-            if self.display_label is not None:
-                record["raw_label"] = raw_labels[i]
-            record["probs"] = {name: round(float(p), 4) for name, p in zip(self.labels, self.probs[i])}
-            if self.smoothed is not None:
-                record["smoothed"] = {name: round(float(p), 4) for name, p in zip(self.labels, self.smoothed[i])}
-            records.append(record)
-        return records
+        return [face.record() for face in self]
 
 
 @dataclass
@@ -108,6 +152,9 @@ class FrameResult:
     faces: Faces
     stamps: dict[str, float] = field(default_factory=dict)  # perf_counter() per stage boundary
     name: str = ""  # image file name for image sources
+    # The Python API's results carry their source frame (BGR, the caller's) and the CLI's way of drawing it.
+    frame: np.ndarray | None = field(default=None, repr=False, compare=False)
+    draw: Callable[[np.ndarray, FrameResult], None] | None = field(default=None, repr=False, compare=False)
 
     def latencies_ms(self) -> dict[str, float]:
         """Per-stage latency in milliseconds from the perf_counter stamps each stage left."""
@@ -121,6 +168,14 @@ class FrameResult:
             "total": ("captured", "rendered"),
         }
         return {k: (s[b] - s[a]) * 1000.0 for k, (a, b) in spans.items() if a in s and b in s}
+
+    def annotated(self) -> np.ndarray:
+        """A copy of ``frame`` drawn as the CLI draws it: boxes, label tags, and the status panel of videos."""
+        if self.frame is None or self.draw is None:
+            raise ValueError("this result carries no frame to draw (the Python API's results do)")
+        frame = self.frame.copy()
+        self.draw(frame, self)
+        return frame
 
     def record(self) -> dict:
         """The frame's JSON Lines event."""

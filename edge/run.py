@@ -20,12 +20,13 @@ from typing import Iterator, Protocol, Sequence  # noqa: E402
 import numpy as np  # noqa: E402
 
 from edge.capture import Source, SourceError, is_camera_index  # noqa: E402
-from edge.config import Config, ConfigError, load_config, override  # noqa: E402
+from edge.config import Config, ConfigError, load_config, override, parse_setting, set_key  # noqa: E402
 from edge.detect import DetectorError  # noqa: E402
 from edge.model import ModelError, metadata_path  # noqa: E402
 from edge.native import quiet_native_logs  # noqa: E402
 from edge.overwrite import check_outputs, run_outputs, source_files  # noqa: E402
 from edge.pipeline import Pipeline, PipelineError, RunSummary, StartupError  # noqa: E402
+from edge.progress import Progress  # noqa: E402
 from edge.render import (EventSink, ImageSink, OutputError, Renderer, VideoSink, Window,  # noqa: E402
                          WriteError, display_available, make_frame_sink)
 from edge.results import FrameResult  # noqa: E402
@@ -46,10 +47,11 @@ EXIT_HANGUP = EXIT_CODES["hangup"]  # SIGHUP (the terminal or ssh session closed
 USER_ERRORS = (SourceError, ModelError, ConfigError, OutputError, DetectorError, StartupError, ServeError)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None, prog: str = "python -m edge.run") -> argparse.Namespace:
+    from edge import __version__
+
     parser = argparse.ArgumentParser(
-        prog="python -m edge.run",
-        description="Real-time facial expression recognition: every face boxed and labelled.")
+        prog=prog, description="Real-time facial expression recognition: every face boxed and labelled.")
     parser.add_argument("--source", default="0",
                         help="camera index, 'picamera', video file, rtsp/http URL, image, or folder of images")
     parser.add_argument("--output", type=Path, help="annotated video (.mp4/.avi/...), or image/folder for images")
@@ -58,7 +60,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="per-track emotion summary (JSON, CSV, timeline PNG) into DIR at the end")
     parser.add_argument("--headless", action="store_true", help="no window, even when a display exists")
     parser.add_argument("--config", type=Path, help="TOML config (see config.toml)")
-    parser.add_argument("--validate-config", action="store_true", help="check the config file and exit")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="settings",
+                        help="set one config key over --config, e.g. detector.haar.min_neighbors=5 "
+                        "(a TOML value; a bare word is a string); repeatable")
+    parser.add_argument("--validate-config", action="store_true", help="check the config (and --set) and exit")
     parser.add_argument("--model", help="a shipped model's name (fer2013-mini-xception) "
                         "or a TFLite model with its .json sidecar (default: fer2013-mini-xception)")
     parser.add_argument("--probabilities", action="store_true", help="draw per-face probability bars")
@@ -68,12 +73,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="watch in a browser at http://HOST:PORT/ (127.0.0.1 unless another host is given)")
     parser.add_argument("--serve-linger", action="store_true",
                         help="with --serve: after the source ends, keep serving its last frame until Ctrl-C")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar for files and folders")
     parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument("--version", action="version", version=f"fer-edge {__version__}")
     return parser.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
+    for setting in args.settings:
+        config = set_key(config, *parse_setting(setting))
     if args.probabilities:
         config = override(config, "render", probabilities=True)
     if args.live:
@@ -106,6 +115,7 @@ class Presenter:
         self.args = args
         self.config = config
         self.pipeline = pipeline
+        self.progress = Progress(quiet=args.quiet)
         self.tracks = TrackedLabels(config.tracker, config.smoothing, pipeline.labels)
         self.timeline: Timeline | None = None
         if args.summary:  # checks first, then what is most likely to fail, then the file that is truncated
@@ -126,6 +136,7 @@ class Presenter:
     def open(self) -> None:
         """Outputs that need the source (its frame rate, whether it is images)."""
         source = self.pipeline.source
+        self.progress.open(source)
         if self.args.output and self.frames is None:
             single = source.still and len(getattr(source, "paths", [])) == 1
             self.frames = make_frame_sink(self.args.output, source.still, single, source.fps, self.config.render)
@@ -158,12 +169,14 @@ class Presenter:
         if self.events is not None:
             with naming_write_errors(self.events.path):
                 self.events.write(event)
+        self.progress.write(result)
         if self.window is not None:
             return self.window.show(frame)
         return True
 
     def linger(self, summary: RunSummary) -> None:
         """The web view says the run ended; with --serve-linger it serves the last frame until a stop signal."""
+        self.progress.close()
         if self.web is None:
             return
         if not (self.args.serve_linger and summary.stopped_by == "end" and not summary.error):
@@ -182,6 +195,7 @@ class Presenter:
         Returns the first output that could not be completed, as one line naming the file.
         """
         errors: list[str] = []
+        self.progress.close()
         if self.web is not None:
             self.web.close()
         for sink in (self.frames, self.events):
@@ -250,11 +264,11 @@ def report(summary: RunSummary, args: argparse.Namespace) -> str:
             + (f"; wrote {written}" if written else ""))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m edge.run") -> int:
     """The CLI; its exit code. Stderr gets one line: the error, or the report (besides warnings and --serve's URL)."""
     stop_signals.install()  # (already done when run as `python -m edge.run`)
     stop_signals.listen(None)
-    args = parse_args(argv)
+    args = parse_args(argv, prog)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     quiet_native_logs(debug=args.log_level == "DEBUG")
     try:

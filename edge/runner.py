@@ -34,10 +34,10 @@ class Stages:
     """
 
     def __init__(self, config: Config, model: str | Path | None = None,
-                 detector: FaceDetector | None = None) -> None:
+                 detector: FaceDetector | None = None, classifier: Classifier | None = None) -> None:
         self.config = config
-        self.classifier = Classifier(model_path(config, model), num_threads=config.classifier.threads,
-                                     flip=config.classifier.flip)
+        self.classifier = classifier if classifier is not None else Classifier(
+            model_path(config, model), num_threads=config.classifier.threads, flip=config.classifier.flip)
         self.own_detector = detector is None  # built here from detector.kind, so it can be rebuilt for a new source
         self.detector: FaceDetector = make_detector(config.detector) if detector is None else detector
         self._detector_used = False

@@ -141,6 +141,12 @@ class Broadcast:
                 return None
             return self._frame_seq, self._frame
 
+    def newest(self) -> tuple[np.ndarray | None, bytes | None]:
+        """The newest frame, and its JPEG if one is encoded already (None, None before the first frame)."""
+        with self._cond:
+            current = self._jpeg if self._jpeg is not None and self._jpeg_seq == self._frame_seq else None
+            return self._frame, current
+
     def put_jpeg(self, seq: int, jpeg: bytes) -> None:
         with self._cond:
             self._jpeg, self._jpeg_seq = jpeg, seq
@@ -284,6 +290,16 @@ class WebView:
     def event(self) -> dict[str, Any]:
         return {"status": self.status(), "faces": self.faces()}
 
+    def snapshot(self) -> bytes | None:
+        """The newest annotated frame as one JPEG (the viewers' own if it is encoded already); None before the first."""
+        frame, jpeg = self.broadcast.newest()
+        if jpeg is not None or frame is None:
+            return jpeg
+        ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
+        with self.lock:
+            self.jpegs += 1
+        return encoded.tobytes() if ok else None
+
     def _encode_loop(self) -> None:
         """Encode the newest frame when a viewer waits for one, at most stream_fps times a second."""
         interval = 1.0 / self.config.stream_fps if self.config.stream_fps > 0 else 0.0
@@ -294,7 +310,8 @@ class WebView:
                 continue
             started = time.perf_counter()
             ok, jpeg = cv2.imencode(".jpg", item[1], params)
-            self.jpegs += 1
+            with self.lock:
+                self.jpegs += 1
             if ok:
                 self.broadcast.put_jpeg(item[0], jpeg.tobytes())
             else:
@@ -422,6 +439,7 @@ class Handler(BaseHTTPRequestHandler):
             "/api/status": lambda: self.send_json(self.view.status()),
             "/api/faces": lambda: self.send_json(self.view.faces()),
             "/api/history": lambda: self.send_json(self.view.chart()),
+            "/snapshot.jpg": self.send_snapshot,
         }
 
     def do_GET(self) -> None:
@@ -459,6 +477,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_json(self, data: Any, code: int = 200) -> None:
         self.send_body(code, "application/json", json.dumps(data).encode())
+
+    def send_snapshot(self) -> None:
+        """The newest annotated frame as one JPEG, for scripts, home automation and NVRs; 503 before the first."""
+        jpeg = self.view.snapshot()
+        if jpeg is None:
+            self.send_body(503, "application/json", json.dumps({"error": "no frame yet: the run has not shown its "
+                                                                "first frame (try again shortly)"}).encode(),
+                           {"Retry-After": "1"})
+            return
+        self.send_body(200, "image/jpeg", jpeg)
 
     def send_video(self) -> None:
         """MJPEG: one JPEG part per new frame; a slow client skips the frames it missed."""

@@ -289,6 +289,67 @@ def test_history_holds_chart_samples(served):
     assert t > 0 and len(probs) == 7
 
 
+def test_snapshot_is_the_newest_annotated_frame(served):
+    status, headers, body = served.get("/snapshot.jpg")
+    assert status == 200 and headers["Content-Type"] == "image/jpeg" and int(headers["Content-Length"]) == len(body)
+    image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (360, 640, 3)
+    frame = served.json("/api/faces")["frame"]
+    deadline = time.monotonic() + 30
+    while served.json("/api/faces")["frame"] == frame and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert served.get("/snapshot.jpg")[2] != body  # a newer frame, a new picture
+    status, _, _ = served.get("/snapshot.jpg", headers={"Host": "evil.example:8080"})
+    assert status == 403
+
+
+def test_snapshot_before_the_first_frame_is_503_then_the_frame(tmp_path):
+    """In-process: the view before any frame, then with one (its pixels, JPEG-close, the annotated frame's)."""
+    from types import SimpleNamespace
+
+    from edge.config import ServeConfig
+    from edge.results import Faces, FrameResult
+    from edge.serve import WebView
+
+    view = WebView("127.0.0.1:0", ServeConfig(), ("a", "b"), 1.0)
+    try:
+        port = view.server.server_address[1]
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/snapshot.jpg")
+        response = connection.getresponse()
+        body = response.read()
+        assert response.status == 503 and response.getheader("Retry-After") == "1"
+        assert response.getheader("Content-Type") == "application/json"
+        assert "no frame yet" in json.loads(body)["error"]
+        frame = np.zeros((48, 64, 3), np.uint8)
+        frame[10:30, 20:50] = (0, 220, 0)
+        result = FrameResult(seq=0, index=0, timestamp=0.0, faces=Faces.empty(("a", "b")))
+        source = SimpleNamespace(name="test", live=False, fps=30.0)
+        view.publish(frame, result, result.record(), source, 0, False)
+        connection.request("GET", "/snapshot.jpg")
+        response = connection.getresponse()
+        body = response.read()
+        assert response.status == 200 and response.getheader("Content-Type") == "image/jpeg"
+        image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape == frame.shape and np.abs(image.astype(int) - frame).mean() < 3
+        assert view.status()["jpegs"] == 1
+        connection.close()
+    finally:
+        view.close()
+
+
+def test_snapshot_of_a_run_whose_source_has_not_opened_is_503(tmp_path):
+    """A FIFO nobody writes to: the web view is up, the source never opens, no frame ever comes."""
+    fifo = tmp_path / "camera.fifo"
+    os.mkfifo(fifo)
+    with Served(tmp_path, "--source", str(fifo)) as run:
+        status, headers, body = run.get("/snapshot.jpg")
+        assert status == 503 and "no frame yet" in json.loads(body)["error"]
+        assert run.json("/api/status")["frames"] == 0
+        assert run.stop(signal.SIGINT) == 130
+    assert "Traceback" not in run.stderr()
+
+
 def test_video_stream_sends_new_jpeg_frames(served):
     sock, reader = open_stream(served.port, "/stream.mjpg")
     with sock, reader:
