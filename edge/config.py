@@ -53,10 +53,10 @@ class HaarConfig:
     max_face: float = bounded(1.0, gt=0.0, le=1.0, doc="largest face, fraction of frame height")
     downscale: float = bounded(0.0, ge=0.0, le=1.0,
                                doc="most resolution the full scans use; 0 = what min_face needs")
-    scan_slices: int = bounded(12, ge=1, le=32, doc="frames one full scan is spread over")
+    scan_slices: int = bounded(14, ge=1, le=32, doc="frames one full scan of the small sizes is spread over")
     track: bool = bounded(True, doc="search around last frame's faces every frame")
-    track_margin: float = bounded(0.2, ge=0.1, le=2.0, doc="search region around a face, x its size")
-    max_missed: int = bounded(3, ge=0, le=100, doc="frames a lost face is still searched for")
+    track_margin: float = bounded(0.15, ge=0.1, le=2.0, doc="search region around a face, x its size")
+    max_missed: int = bounded(30, ge=0, le=300, doc="most frames a lost face is still searched for")
 
 
 DETECTOR_KINDS = ("haar",)  # each names its settings table below and a backend in edge.detect.BACKENDS
