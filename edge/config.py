@@ -59,7 +59,19 @@ class HaarConfig:
     max_missed: int = bounded(30, ge=0, le=300, doc="most frames a lost face is still searched for")
 
 
-DETECTOR_KINDS = ("haar",)  # each names its settings table below and a backend in edge.detect.BACKENDS
+@dataclass(frozen=True)
+class BlazeFaceConfig:
+    model: str = bounded("", doc="BlazeFace short-range .tflite; empty = the shipped one")
+    min_score: float = bounded(0.65, gt=0.0, le=1.0, doc="a face the whole-frame pass finds needs this score")
+    crop_min_score: float = bounded(0.75, gt=0.0, le=1.0,
+                                    doc="a small face, seen in a crop where it fills the model's view, needs this")
+    nms_iou: float = bounded(0.3, gt=0.0, le=1.0, doc="detections overlapping more than this merge into one")
+    tiles: int = bounded(2, ge=0, le=8,
+                         doc="small faces are also looked for in square tiles of 1/tiles of the frame's shorter side")
+    threads: int = bounded(1, ge=1, le=64, doc="LiteRT threads")
+
+
+DETECTOR_KINDS = ("haar", "blazeface")  # each names its settings table below and a backend in edge.detect.BACKENDS
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,7 @@ class DetectorConfig:
     kind: str = bounded("haar", choices=DETECTOR_KINDS, doc="face detector backend")
     threads: int = bounded(0, ge=0, le=64, doc="OpenCV threads in the detector; 0 = OpenCV default (all cores)")
     haar: HaarConfig = field(default_factory=HaarConfig)
+    blazeface: BlazeFaceConfig = field(default_factory=BlazeFaceConfig)
 
 
 @dataclass(frozen=True)
