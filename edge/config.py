@@ -13,6 +13,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 on older Raspberry Pi OS
     import tomli as tomllib
 
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
 
 class ConfigError(ValueError):
     """A config file or value is wrong; the message names the key path."""
@@ -84,8 +86,9 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    model: str = bounded("", doc="TFLite model; empty = the shipped default")
+    model: str = bounded("", doc="a shipped model's name or a TFLite path; empty = the shipped default")
     threads: int = bounded(1, ge=1, le=64)
+    flip: bool = bounded(False, doc="average each face's output with its mirror image's (2x the inference)")
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,9 @@ class RenderConfig:
     probabilities: bool = bounded(False, doc="draw per-face probability bars")
     latency: bool = bounded(True, doc="draw per-stage latency")
     fps_window_s: float = bounded(1.0, gt=0.0, le=60.0)
-    codec: str = bounded("mp4v", doc="FourCC of the output video")
+    codec: str = bounded("h264", doc="h264 (PyAV, the video extra; mp4v without it) or an OpenCV FourCC")
+    preset: str = bounded("ultrafast", choices=X264_PRESETS, doc="x264 preset of h264 videos: CPU against size")
+    encoder_threads: int = bounded(0, ge=0, le=64, doc="x264 threads; 0 = x264's default (about 1.5 per core)")
 
 
 @dataclass(frozen=True)

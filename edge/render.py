@@ -15,8 +15,9 @@ from typing import IO
 import cv2
 import numpy as np
 
+from edge import video
 from edge.config import RenderConfig
-from edge.results import UNCERTAIN, FrameResult
+from edge.results import UNCERTAIN, Faces, FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -60,22 +61,65 @@ def text_scale(frame_height: int) -> float:
     return max(0.4, frame_height / 900)
 
 
+Rect = tuple[int, int, int, int]  # x1, y1, x2, y2 in pixels
+TAG_PAD = 2  # pixels of tag around its text
+TAG_SHIFTS = 3  # a tag may move this many tag heights further above or below its face to clear another
+
+
+def tag_text(faces: Faces, i: int) -> str:
+    """``#3 happy 62%``: track id (videos), shown label and its score (none for ``uncertain``)."""
+    label = faces.label[i]
+    track = f"#{faces.track_id[i]} " if faces.track_id[i] >= 0 else ""
+    return f"{track}{label}" + ("" if label == UNCERTAIN else f" {faces.score[i]:.0%}")
+
+
+def overlap(a: Rect, b: Rect) -> int:
+    """Area two rectangles share (0 when they only touch)."""
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def place_tags(boxes: np.ndarray, sizes: list[tuple[int, int]], frame_size: tuple[int, int]) -> list[Rect]:
+    """Where each face's label tag goes: just above its box, else the nearest place beside it, inside the
+    frame, that no tag placed before it covers (faces from the top of the frame down)."""
+    width, height = frame_size
+    placed: dict[int, Rect] = {}
+    for i in sorted(range(len(boxes)), key=lambda i: (boxes[i][1], boxes[i][0])):
+        x1, y1, x2, y2 = (int(v) for v in boxes[i])
+        w, h = sizes[i]
+        ys = [y1 - h, y1, y2 - h, y2]  # above, inside its top, inside its bottom, below
+        ys += [y1 - h - k * h for k in range(1, TAG_SHIFTS + 1)] + [y2 + k * h for k in range(1, TAG_SHIFTS + 1)]
+        xs = [x1, x2 - w, x1 - w // 2, x2 - w // 2]
+        preferred = (min(max(x1, 0), max(width - w, 0)), min(max(y1 - h, 0), max(height - h, 0)))
+        candidates = []
+        for y in ys:
+            for x in xs:
+                x, y = min(max(x, 0), max(width - w, 0)), min(max(y, 0), max(height - h, 0))
+                rect = (x, y, x + w, y + h)
+                covered = sum(overlap(rect, other) for other in placed.values())
+                candidates.append((covered, abs(x - preferred[0]) + abs(y - preferred[1]), rect))
+        placed[i] = min(candidates)[2]
+    return [placed[i] for i in range(len(boxes))]
+
+
 def draw_faces(frame: np.ndarray, result: FrameResult, probabilities: bool) -> None:
-    """Box, label and confidence for every face; optional probability bars beside it."""
+    """Box, label tag and confidence for every face (tags moved apart where faces are close); optional
+    probability bars beside it."""
     faces = result.faces
     scale = text_scale(frame.shape[0])
     thickness = max(1, int(round(scale * 2)))
-    labels, scores = faces.label, faces.score
     bars = faces.probs if faces.smoothed is None else faces.smoothed
-    for i, (x1, y1, x2, y2) in enumerate(faces.xyxy):
+    texts = [tag_text(faces, i) for i in range(len(faces))]
+    metrics = [cv2.getTextSize(text, FONT, scale, thickness) for text in texts]
+    sizes = [(tw + 2 * TAG_PAD, th + base + 2 * TAG_PAD) for (tw, th), base in metrics]
+    for x1, y1, x2, y2 in faces.xyxy:
         cv2.rectangle(frame, (int(x1), int(y1)), (int(x2), int(y2)), BOX_COLOR, thickness)
-        track = f"#{faces.track_id[i]} " if faces.track_id[i] >= 0 else ""
-        text = f"{track}{labels[i]}" + ("" if labels[i] == UNCERTAIN else f" {scores[i]:.0%}")
-        (tw, th), base = cv2.getTextSize(text, FONT, scale, thickness)
-        top = max(int(y1) - th - base - 4, 0)
-        cv2.rectangle(frame, (int(x1), top), (int(x1) + tw + 4, top + th + base + 4), BOX_COLOR, -1)
-        cv2.putText(frame, text, (int(x1) + 2, top + th + 2), FONT, scale, PANEL_COLOR, thickness, cv2.LINE_AA)
-        if probabilities:
+    for text, ((_, th), _), (tx1, ty1, tx2, ty2) in zip(texts, metrics,
+                                                        place_tags(faces.xyxy, sizes, (frame.shape[1], frame.shape[0]))):
+        cv2.rectangle(frame, (tx1, ty1), (tx2 - 1, ty2 - 1), BOX_COLOR, -1)
+        cv2.putText(frame, text, (tx1 + TAG_PAD, ty1 + TAG_PAD + th), FONT, scale, PANEL_COLOR, thickness,
+                    cv2.LINE_AA)
+    if probabilities:
+        for i, (x1, y1, x2, y2) in enumerate(faces.xyxy):
             draw_probability_bars(frame, faces.labels, bars[i], (int(x2) + 4, int(y1)), scale)
 
 
@@ -102,28 +146,48 @@ def draw_status(frame: np.ndarray, lines: list[str]) -> None:
         cv2.putText(frame, line, (5, line_h * (i + 1)), FONT, scale, TEXT_COLOR, thickness, cv2.LINE_AA)
 
 
-def status_lines(fps: float, latencies: dict[str, float], dropped: int, show_latency: bool) -> list[str]:
-    lines = [f"FPS {fps:5.1f}"]
+LIVE_STAGES = ("detect", "classify", "total")
+FILE_STAGES = ("detect", "classify")  # a file's frames wait in the ring ahead of the detector: no latency total
+
+
+def status_lines(latencies: dict[str, float], dropped: int, show_latency: bool, fps: float | None = None,
+                 source_t: float | None = None) -> list[str]:
+    """The status panel: the source time (files), the frame rate (live), stage latencies in ms, drops."""
+    lines = [f"t {source_t:.1f} s"] if source_t is not None else []
+    if fps is not None:
+        lines.append(f"FPS {fps:5.1f}")
     if show_latency and latencies:
-        parts = [f"{k} {latencies[k]:.1f}" for k in ("detect", "classify", "total") if k in latencies]
-        lines.append("ms " + " ".join(parts))
+        stages = LIVE_STAGES if fps is not None else FILE_STAGES
+        lines.append("ms " + " ".join(f"{k} {latencies[k]:.1f}" for k in stages if k in latencies))
     if dropped:
         lines.append(f"dropped {dropped}")
     return lines
 
 
 class Renderer:
-    """Draws a result onto its frame: faces, FPS over a sliding window, per-stage latency."""
+    """Draws a result onto its frame: faces, then a status panel that says what means something for the source.
+
+    Live sources (and files played at their own rate) get the frame rate over a sliding window and the
+    stage latencies; a file processed as fast as it goes gets its source time instead (its processing
+    rate has nothing to do with the rate the video plays at); still images get no panel.
+    """
 
     def __init__(self, config: RenderConfig) -> None:
         self.config = config
         self.fps = FpsMeter(config.fps_window_s)
         self._previous: FrameResult | None = None
 
-    def render(self, frame: np.ndarray, result: FrameResult, dropped: int = 0) -> None:
-        fps = self.fps.tick()
+    def render(self, frame: np.ndarray, result: FrameResult, dropped: int = 0, *, still: bool = False,
+               realtime: bool = True) -> None:
         draw_faces(frame, result, self.config.probabilities)
-        draw_status(frame, status_lines(fps, self.latencies(result), dropped, self.config.latency))
+        if still:
+            return
+        latencies = self.latencies(result)
+        if realtime:
+            lines = status_lines(latencies, dropped, self.config.latency, fps=self.fps.tick())
+        else:
+            lines = status_lines(latencies, dropped, self.config.latency, source_t=result.timestamp)
+        draw_status(frame, lines)
 
     def latencies(self, result: FrameResult) -> dict[str, float]:
         """This frame's stage latencies; "total" is the previous frame's, as a frame's own ends after drawing."""
@@ -134,11 +198,22 @@ class Renderer:
         return latencies
 
 
-def display_available() -> bool:
-    """Whether a window can be opened: Linux needs an X11 or Wayland display."""
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+def opencv_has_gui() -> bool:
+    """Whether this OpenCV build can open windows (opencv-python-headless cannot)."""
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GUI:"):
+            return line.split(":", 1)[1].strip().upper() != "NONE"
     return True
+
+
+def display_available() -> bool:
+    """Whether a window can be opened: Linux needs an X11 or Wayland display, and OpenCV a GUI backend."""
+    display = not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if display and not opencv_has_gui():
+        log.warning("this OpenCV cannot open windows (opencv-python-headless): running headless; "
+                    "for a window install opencv-python instead")
+        return False
+    return display
 
 
 class Window:
@@ -169,36 +244,44 @@ def check_writable(path: Path) -> None:
 
 
 class VideoSink:
-    """Writes annotated frames to a video at the source's size and frame rate."""
+    """Writes annotated frames to a video at the source's size and frame rate (see edge.video for the codecs).
 
-    def __init__(self, path: Path, fps: float, codec: str) -> None:
+    ``write`` and ``close`` raise OSError when the file cannot be written or finished (a full disk
+    included); after a failed ``write``, ``close`` only releases the file and does not raise again.
+    """
+
+    def __init__(self, path: Path, fps: float, render: RenderConfig) -> None:
         check_writable(path)
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             raise OutputError(f"output video must end in one of {sorted(VIDEO_SUFFIXES)}: {path}")
-        if len(codec) != 4:
-            raise OutputError(f"render.codec must be a 4-character FourCC, got {codec!r}")
+        if render.codec.lower() != video.H264 and len(render.codec) != 4:
+            raise OutputError(f"render.codec must be {video.H264!r} or a 4-character FourCC, got {render.codec!r}")
         self.path = path
         self.fps = fps
-        self.codec = codec
-        self.writer: cv2.VideoWriter | None = None
-        self.size: tuple[int, int] | None = None
+        self.render = render
+        self.writer: video.VideoWriter | None = None
         self.frames = 0
 
     def write(self, frame: np.ndarray, result: FrameResult) -> None:
         if self.writer is None:
-            self.size = (frame.shape[1], frame.shape[0])
-            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.codec), self.fps, self.size)
-            if not self.writer.isOpened():
-                raise OutputError(f"cannot write video {self.path} with codec {self.codec}")
-        if (frame.shape[1], frame.shape[0]) != self.size:
-            frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
-        self.writer.write(frame)
+            self.writer = self._open((frame.shape[1], frame.shape[0]))
+        size = self.writer.size
+        if (frame.shape[1], frame.shape[0]) != size:  # an image folder's frames vary in size
+            frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        self.writer.write(frame, result.timestamp)
         self.frames += 1
+
+    def _open(self, size: tuple[int, int]) -> video.VideoWriter:
+        try:
+            return video.open_writer(self.path, self.fps, size, self.render.codec, self.render.preset,
+                                     self.render.encoder_threads)
+        except OSError as exc:  # at the first frame: the codec or the path is at fault, not the run
+            raise OutputError(str(exc)) from None
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.release()
-            self.writer = None
+            writer, self.writer = self.writer, None
+            writer.close()
 
 
 class ImageSink:
@@ -263,10 +346,11 @@ class EventSink:
         self.file.close()
 
 
-def make_frame_sink(path: Path, source_still: bool, single_image: bool, fps: float, codec: str) -> VideoSink | ImageSink:
+def make_frame_sink(path: Path, source_still: bool, single_image: bool, fps: float,
+                    render: RenderConfig) -> VideoSink | ImageSink:
     """A video file for video outputs; images for image sources with an image or folder path."""
     if path.suffix.lower() in VIDEO_SUFFIXES:
-        return VideoSink(path, fps, codec)
+        return VideoSink(path, fps, render)
     if source_still:
         return ImageSink(path, single=single_image)
     raise OutputError(f"output video must end in one of {sorted(VIDEO_SUFFIXES)}: {path}")

@@ -20,7 +20,8 @@ from edge.render import (EventSink, ImageSink, OutputError, Renderer, VideoSink,
                          make_frame_sink)
 from edge.results import FrameResult
 from edge.serve import ServeError, WebView
-from edge.summary import Timeline, prepare_output, write_summary
+from edge.summary import Timeline, no_plot_note, plot_available, prepare_output, write_summary
+from edge.summary import report as summary_report
 from edge.track import TrackedLabels
 
 log = logging.getLogger("edge.run")
@@ -46,7 +47,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--headless", action="store_true", help="no window, even when a display exists")
     parser.add_argument("--config", type=Path, help="TOML config (see config.toml)")
     parser.add_argument("--validate-config", action="store_true", help="check the config file and exit")
-    parser.add_argument("--model", type=Path, help="TFLite model with its .json sidecar (default: shipped model)")
+    parser.add_argument("--model", help="a shipped model's name (fer2013-mini-xception) "
+                        "or a TFLite model with its .json sidecar (default: fer2013-mini-xception)")
     parser.add_argument("--probabilities", action="store_true", help="draw per-face probability bars")
     parser.add_argument("--live", choices=("auto", "yes", "no"),
                         help="drop stale frames to keep latency low (default: yes for cameras and streams)")
@@ -109,8 +111,7 @@ class Presenter:
         source = self.pipeline.source
         if self.args.output and self.frames is None:
             single = source.still and len(getattr(source, "paths", [])) == 1
-            self.frames = make_frame_sink(self.args.output, source.still, single, source.fps,
-                                          self.config.render.codec)
+            self.frames = make_frame_sink(self.args.output, source.still, single, source.fps, self.config.render)
         if not self.args.headless and self.window is None:
             if display_available():
                 self.window = Window(f"edge: {source.name}")
@@ -129,7 +130,9 @@ class Presenter:
         event = result.record()  # built once: the timeline, the web view and the events share it
         if self.timeline is not None:
             self.timeline.add(event)
-        self.renderer.render(frame, result, dropped=pipeline.dropped)
+        source = pipeline.source
+        self.renderer.render(frame, result, dropped=pipeline.dropped, still=source.still,
+                             realtime=source.live or pipeline.paced)
         if self.web is not None:
             self.web.publish(frame, result, event, pipeline.source, pipeline.dropped, pipeline.paced)
         if self.frames is not None:
@@ -144,10 +147,15 @@ class Presenter:
         """The web view says the run ended; with --serve-linger it serves the last frame until Ctrl-C."""
         if self.web is None:
             return
-        self.web.finish()
-        if self.args.serve_linger and summary.stopped_by == "end" and not summary.error:
+        if not (self.args.serve_linger and summary.stopped_by == "end" and not summary.error):
+            self.web.finish()
+            return
+
+        def ready() -> None:  # once linger's own signal handlers are in place: a Ctrl-C from now on ends it
+            self.web.finish()
             print(f"end of source; still serving {self.web.url} until Ctrl-C", file=sys.stderr)
-            summary.stopped_by = self.web.linger()
+
+        summary.stopped_by = self.web.linger(on_ready=ready)
 
     def close(self) -> None:
         if self.web is not None:
@@ -159,9 +167,13 @@ class Presenter:
             self.window.close()
         if self.timeline is not None and self.timeline.frame_times:
             try:
-                write_summary(self.timeline, self.args.summary, source=str(self.pipeline.source_spec))
+                summary, _ = write_summary(self.timeline, self.args.summary, source=str(self.pipeline.source_spec))
             except (OSError, OutputError) as exc:
                 log.error("summary not written: %s", exc)
+                return
+            print(summary_report(summary))
+            if not plot_available():
+                print(no_plot_note(), file=sys.stderr)
 
 
 def install_signal_handlers(pipeline: Pipeline) -> None:

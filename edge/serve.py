@@ -295,8 +295,12 @@ class WebView:
             if rest > 0:
                 time.sleep(rest)
 
-    def linger(self) -> str:
-        """Keep serving the last frame and status until SIGINT or SIGTERM; return 'interrupt' or 'terminate'."""
+    def linger(self, on_ready: Callable[[], None] | None = None) -> str:
+        """Keep serving the last frame and status until SIGINT or SIGTERM; return 'interrupt' or 'terminate'.
+
+        ``on_ready`` runs once the handlers are in place (e.g. ``finish``, which tells clients the run
+        ended): a signal sent on seeing that can no longer reach the handlers of the run that ended.
+        """
         stop = threading.Event()
         reason = ["interrupt"]
 
@@ -306,6 +310,8 @@ class WebView:
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
+            if on_ready is not None:
+                on_ready()
             while not stop.wait(0.5):
                 pass
         finally:

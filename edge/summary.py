@@ -18,7 +18,7 @@ from edge.results import UNCERTAIN
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install '.[bench]'"  # the extra that brings matplotlib
+PLOT_HINT = "pip install '.[plot]'"  # the extra that brings matplotlib (the JSON, CSV and table need nothing)
 MAX_PLOTTED_TRACKS = 12  # the longest tracks get a timeline panel; every track is in the JSON and CSV
 GAP_FRAMES = 1.5  # a track's samples further apart than this many frame intervals are drawn as a gap
 EMOTION_COLORS = {"angry": "#d62728", "disgust": "#8c564b", "fear": "#9467bd", "happy": "#2ca02c",
@@ -173,17 +173,21 @@ def write_csv(summary: dict[str, Any], path: Path) -> None:
                              track["changes_per_s"]["shown"], *(track["share"][name] for name in labels)])
 
 
-def require_matplotlib() -> None:
-    """Fail fast, in one line, where the optional plotting dependency is missing."""
+def plot_available() -> bool:
+    """Whether the timeline can be drawn: matplotlib is optional (the device install leaves it out)."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise OutputError(f"the summary timeline needs matplotlib: {INSTALL_HINT}") from None
+        return False
+    return True
+
+
+def no_plot_note() -> str:
+    return f"note: no timeline.png: the plot needs matplotlib ({PLOT_HINT}); summary.json and summary.csv are written"
 
 
 def prepare_output(out_dir: Path) -> None:
     """Check, before any work, that a summary can be written to ``out_dir`` (created if missing)."""
-    require_matplotlib()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -236,14 +240,18 @@ def plot_timeline(timeline: Timeline, summary: dict[str, Any], path: Path) -> No
     figure.savefig(path, dpi=100)
 
 
-def write_summary(timeline: Timeline, out_dir: Path, source: str = "") -> dict[str, Any]:
-    """summary.json, summary.csv and timeline.png in ``out_dir``; the summary."""
+def write_summary(timeline: Timeline, out_dir: Path, source: str = "") -> tuple[dict[str, Any], list[Path]]:
+    """summary.json, summary.csv and, where matplotlib is installed, timeline.png in ``out_dir``; the summary
+    and the files written."""
     prepare_output(out_dir)
     summary = summarize(timeline, source)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    write_csv(summary, out_dir / "summary.csv")
-    plot_timeline(timeline, summary, out_dir / "timeline.png")
-    return summary
+    written = [out_dir / "summary.json", out_dir / "summary.csv"]
+    written[0].write_text(json.dumps(summary, indent=2) + "\n")
+    write_csv(summary, written[1])
+    if plot_available():
+        written.append(out_dir / "timeline.png")
+        plot_timeline(timeline, summary, written[2])
+    return summary, written
 
 
 def report(summary: dict[str, Any]) -> str:
@@ -270,14 +278,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
     try:
         prepare_output(args.out_dir)
-        summary = write_summary(read_events(args.events), args.out_dir, source=str(args.events))
+        summary, written = write_summary(read_events(args.events), args.out_dir, source=str(args.events))
     except (SummaryError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(report(summary))
-    print(f"wrote {args.out_dir / 'summary.json'}, {args.out_dir / 'summary.csv'}, {args.out_dir / 'timeline.png'}")
+    print(f"wrote {', '.join(str(path) for path in written)}")
+    if not plot_available():
+        print(no_plot_note(), file=sys.stderr)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
