@@ -32,6 +32,9 @@ FAST_SLICES = 3  # ... (they are cheap: few windows), so a face coming into view
 PROPOSAL_EDGE_PAD = 0.3  # whole-frame proposal scans repeat the edge pixels outwards by this x the window
 PROPOSAL_NEIGHBORS = 1  # a one-scale scan proposes a face on 2 overlapping hits; the local search decides
 MAX_PROPOSALS = 8  # proposals checked per frame after the first (each costs a local search, ~0.5 ms)
+LOW_CONTRAST_STD = 35.0  # grey levels: dim or hazy frames (the stress set's: 13-33) spread less; daylight ones 45-76
+CONTRAST_THUMBNAIL = (64, 36)  # the frame is judged on a copy this small (pixels): cheap, and the face's detail is not needed
+CLAHE = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(4, 4))  # for dull frames: local, and it spreads no flat noise
 HIDE_GROW = 0.2  # tracked faces are painted out with this x their size around them too (hair, chin: costly windows)
 HIDDEN_FACE_GRAY = 128  # flat fill: the cascade rejects it at its first stage
 VELOCITY_WEIGHT = 0.5  # weight of the newest move in a followed face's velocity
@@ -174,6 +177,7 @@ class Search:
 
 
 VERIFY = Search(0.2, ROI_MIN_SIZE_RATIO, ROI_MAX_SIZE_RATIO, ROI_WINDOW_SLACK)  # the second cascade's look at a new face
+EQUALIZED = Search(0.0, 1.0, 1.0, 1.0, equalize=True)  # the view of a face found in a dim or hazy frame
 RECHECKS = tuple(Search(RECHECK_MARGIN, *RECHECK_SIZES, RECHECK_SLACK, angle=angle, equalize=equalize)
                  for angle, equalize in ((0.0, False), (0.0, True), (RECHECK_TILT_DEG, False),
                                          (-RECHECK_TILT_DEG, False)))
@@ -257,10 +261,12 @@ class HaarDetector:
             return self.discover(gray, plan.units, np.empty((0, 4), np.int32))
         followed = self.search_tracks(gray)
         tracked = boxes_of(followed)
+        dull = low_contrast(gray)  # dim or hazy: the scans look at the frame with its histogram spread
+        scanned = CLAHE.apply(gray) if dull else gray
         if self._frames_seen == 0:  # the first frame is scanned whole
-            found = self.discover(gray, plan.units, tracked, limit=None)
+            found = self.discover(scanned, plan.units, tracked, limit=None)
         else:
-            found = self.discover(gray, plan.frame_units(self._frames_seen), tracked)
+            found = self.discover(scanned, plan.frame_units(self._frames_seen), tracked)
         self._frames_seen += 1
         lost = [t for t in self.tracks if not any(t is f for f in followed)]
         for box in found:
@@ -271,7 +277,8 @@ class HaarDetector:
                 lost.remove(known)
                 followed.append(known)
                 continue
-            track = Track(box, confirmed=self.config.confirm_frames <= 1 or self.verified(gray, box))
+            track = Track(box, confirmed=self.config.confirm_frames <= 1 or self.verified(scanned, box),
+                          view=EQUALIZED if dull else None)
             self.tracks.append(track)
             followed.append(track)
         height, width = gray.shape[:2]
@@ -452,6 +459,12 @@ def turned_back(rects: np.ndarray, turn: np.ndarray) -> np.ndarray:
     inverse = cv2.invertAffineTransform(turn)
     back = centres @ inverse[:, :2].T + inverse[:, 2]
     return np.concatenate([back - rects[:, 2:] / 2, rects[:, 2:]], axis=1)
+
+
+def low_contrast(gray: np.ndarray) -> bool:
+    """Whether a frame is dim or hazy overall: its thumbnail's grey levels spread less than LOW_CONTRAST_STD."""
+    thumbnail = cv2.resize(gray, CONTRAST_THUMBNAIL, interpolation=cv2.INTER_AREA)
+    return float(thumbnail.std()) < LOW_CONTRAST_STD
 
 
 def centre(box: np.ndarray) -> np.ndarray:

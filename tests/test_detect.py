@@ -55,6 +55,8 @@ def test_detections_validate_their_columns(columns, message):
 def test_the_factory_builds_every_configured_kind_and_refuses_others():
     assert set(BACKENDS) == set(DETECTOR_KINDS)
     assert isinstance(make_detector(DetectorConfig()), HaarDetector)  # the default
+    from edge.blazeface import BlazeFaceDetector
+    assert isinstance(make_detector(dataclasses.replace(DetectorConfig(), kind="blazeface")), BlazeFaceDetector)
     with pytest.raises(DetectorError, match="unknown detector.kind 'yolo'"):
         make_detector(dataclasses.replace(DetectorConfig(), kind="yolo"))
 
