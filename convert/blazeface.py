@@ -115,7 +115,8 @@ def extract_blazeface(out_dir: Path = DEFAULT_MODEL.parent, wheel: Path | None =
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m convert.blazeface", description=__doc__.splitlines()[0])
-    parser.add_argument("--wheel", type=Path, help=f"a {MEDIAPIPE_REQUIREMENT} wheel (default: pip download it)")
+    parser.add_argument("--wheel", "--package", type=Path, dest="wheel",
+                        help=f"a {MEDIAPIPE_REQUIREMENT} wheel (default: pip download it)")
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL.parent, help="folder to write into (edge/models)")
     parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     args = parser.parse_args(argv)
