@@ -380,7 +380,13 @@ def blurred(scene: Scene, i: int, n: int) -> Frame:
     return cv2.filter2D(moved, -1, motion_kernel(motion)), moved_boxes(scene.face(i)[None], matrix)
 
 
+def plain(scene: Scene, i: int, n: int) -> Frame:
+    """The clip as it is (played forwards and backwards): what the other variants are compared with."""
+    return scene.frame(i), scene.face(i)[None]
+
+
 VARIANTS: dict[str, tuple[Render, str]] = {
+    "plain": (plain, "the clip as it is"),
     "tilt": (tilted, f"head rolls slowly up to +-{MAX_TILT_DEG:.0f} degrees"),
     "occluded": (occluded, "a skin-toned hand over about a third of the face, moving"),
     "closeup": (close_up, "face 60-85% of the frame height, crossing its edges (the bottom above all)"),
