@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
+import errno
+import io
 import json
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import IO
 
 import cv2
 import numpy as np
@@ -28,10 +31,15 @@ BOX_COLOR = (0, 220, 0)  # BGR
 TEXT_COLOR = (255, 255, 255)
 PANEL_COLOR = (0, 0, 0)
 QUIT_KEYS = {ord("q"), ord("Q"), 27}  # q, Q, Esc
+SYNC_INTERVAL_S = 1.0  # events reach the disk itself this often: a power cut loses at most the last second
 
 
 class OutputError(ValueError):
-    """An output path cannot be written."""
+    """An output path cannot be written (found before the run writes anything to it)."""
+
+
+class WriteError(RuntimeError):
+    """An output could not be written while running (a full disk, an I/O error); the message names the file."""
 
 
 class FpsMeter:
@@ -236,11 +244,29 @@ class Window:
 
 
 def check_writable(path: Path) -> None:
+    """An output file can be created at ``path``: its folder exists and is writable, and it is no folder itself."""
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"output folder does not exist: {parent}")
     if not os.access(parent, os.W_OK):
         raise OutputError(f"output folder is not writable: {parent}")
+    if path.is_dir():
+        raise OutputError(f"output is a folder, not a file: {path}")
+
+
+def disk_full(path: Path) -> bool:
+    """Whether the file system holding ``path`` has no space left."""
+    try:
+        return os.statvfs(path.parent if str(path.parent) else ".").f_bavail == 0
+    except OSError:
+        return False
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte (os.write may write part of it, e.g. just before a disk fills up)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 class VideoSink:
@@ -294,17 +320,56 @@ class ImageSink:
             check_writable(path)
         else:
             self.single = False
-            path.mkdir(parents=True, exist_ok=True)
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"cannot create output folder {path} ({exc.strerror or exc})") from None
         self.frames = 0
 
     def write(self, frame: np.ndarray, result: FrameResult) -> None:
+        """OSError naming the image when it cannot be written (OpenCV gives no reason: a full disk, an I/O error)."""
         target = self.path if self.single else self.path / (result.name or f"frame_{result.index:06d}.jpg")
-        if not cv2.imwrite(str(target), frame):
-            raise OutputError(f"cannot write image {target}")
+        try:
+            written = cv2.imwrite(str(target), frame)
+        except cv2.error as exc:  # an encoder's failure
+            raise OSError(errno.EIO, str(exc).strip().splitlines()[-1], str(target)) from None
+        if not written:
+            reason = os.strerror(errno.ENOSPC) if disk_full(target) else "the image could not be written"
+            raise OSError(errno.EIO, reason, str(target))
         self.frames += 1
 
     def close(self) -> None:
         pass
+
+
+class PeriodicSync(threading.Thread):
+    """Asks the OS to put a file's written data on the disk itself every SYNC_INTERVAL_S, off the frame loop.
+
+    Each write already reaches the OS (a killed process loses nothing written); this bounds what a
+    power cut loses. A sync that fails (an I/O error) is raised by the sink's next write.
+    """
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(name="sync", daemon=True)
+        self.fd = fd
+        self.dirty = False
+        self.error: OSError | None = None
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(SYNC_INTERVAL_S):
+            if self.dirty:
+                self.dirty = False
+                try:
+                    os.fdatasync(self.fd)
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:  # EINVAL: nothing to sync (a pipe, /dev/null)
+                        self.error = exc
+                    return
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
 
 
 class EventSink:
@@ -312,6 +377,12 @@ class EventSink:
 
     CSV columns: frame, t, image, face, track_id, box, shown label and score, raw probabilities,
     raw_label, smoothed probabilities (``smoothed_<label>``, empty when not smoothed).
+
+    Crash-safe: each frame's text goes to the OS in one unbuffered write as it is rendered, so a
+    run that is killed leaves every frame before the last complete; the data reaches the disk
+    within SYNC_INTERVAL_S. A write that fails raises OSError; the file then keeps every whole frame
+    written before it (a part written when the disk filled up is cut off), and ``close`` raises
+    nothing more.
     """
 
     def __init__(self, path: Path, labels: tuple[str, ...]) -> None:
@@ -319,31 +390,72 @@ class EventSink:
         self.path = path
         self.labels = labels
         self.csv = path.suffix.lower() == ".csv"
-        self.file: IO[str] = open(path, "w", newline="" if self.csv else None)
-        self.writer = None
-        if self.csv:
-            self.writer = csv.writer(self.file)
-            self.writer.writerow(["frame", "t", "image", "face", "track_id", "x1", "y1", "x2", "y2",
-                                  "label", "score", *labels, "raw_label", *(f"smoothed_{name}" for name in labels)])
+        try:
+            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        except OSError as exc:
+            raise OutputError(f"cannot write events file {path} ({exc.strerror or exc})") from None
+        self.size = 0  # bytes of whole frames written
+        self.failed = False
+        self.sync = PeriodicSync(self.fd)
+        self.sync.start()
 
-    def write(self, event: dict) -> None:
-        """One frame's event, as ``FrameResult.record()`` gives it."""
-        if self.writer is None:
-            self.file.write(json.dumps(event) + "\n")
-            return
+    def header(self) -> list[str]:
+        labels = self.labels
+        return ["frame", "t", "image", "face", "track_id", "x1", "y1", "x2", "y2", "label", "score", *labels,
+                "raw_label", *(f"smoothed_{name}" for name in labels)]
+
+    def text(self, event: dict) -> str:
+        """One frame's event as a JSON line, or as CSV rows (the header before the first)."""
+        if not self.csv:
+            return json.dumps(event) + "\n"
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        if self.size == 0:
+            writer.writerow(self.header())
         frame = [event["frame"], f"{event['t']:.4f}", event.get("image", "")]
         if not event["faces"]:  # the frame still appears, with no face
-            self.writer.writerow(frame + [""] * (9 + 2 * len(self.labels)))
+            writer.writerow(frame + [""] * (9 + 2 * len(self.labels)))
         for i, face in enumerate(event["faces"]):
             smoothed = face.get("smoothed", {})
-            self.writer.writerow([*frame, i, face["track_id"], *face["box"], face["label"], face["score"],
-                                  *(face["probs"][name] for name in self.labels),
-                                  face.get("raw_label", face["label"]),
-                                  *(smoothed.get(name, "") for name in self.labels)])
+            writer.writerow([*frame, i, face["track_id"], *face["box"], face["label"], face["score"],
+                             *(face["probs"][name] for name in self.labels),
+                             face.get("raw_label", face["label"]),
+                             *(smoothed.get(name, "") for name in self.labels)])
+        return buffer.getvalue()
+
+    def write(self, event: dict) -> None:
+        """One frame's event, as ``FrameResult.record()`` gives it; OSError if it cannot be written."""
+        if self.failed:
+            raise OSError(errno.EIO, "an earlier write failed", str(self.path))
+        if self.sync.error is not None:
+            self.failed = True
+            raise OSError(self.sync.error.errno, self.sync.error.strerror, str(self.path))
+        data = self.text(event).encode()
+        try:
+            write_all(self.fd, data)
+        except OSError as exc:
+            self.failed = True
+            with contextlib.suppress(OSError):  # keep the file whole: cut a frame written in part
+                os.ftruncate(self.fd, self.size)
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+        self.size += len(data)
+        self.sync.dirty = True
 
     def close(self) -> None:
-        self.file.flush()
-        self.file.close()
+        """Close the file (a CSV of no frame still gets its header); OSError if the last of it cannot be written."""
+        self.sync.stop()
+        try:
+            if self.csv and self.size == 0 and not self.failed:
+                buffer = io.StringIO()
+                csv.writer(buffer).writerow(self.header())
+                write_all(self.fd, buffer.getvalue().encode())
+            if not self.failed:
+                os.fdatasync(self.fd)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # a file that cannot be synced (a pipe, /dev/null) has nothing to lose
+                raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+        finally:
+            os.close(self.fd)
 
 
 def make_frame_sink(path: Path, source_still: bool, single_image: bool, fps: float,

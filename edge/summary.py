@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ from edge.results import UNCERTAIN
 log = logging.getLogger(__name__)
 
 PLOT_HINT = "pip install '.[plot]'"  # the extra that brings matplotlib (the JSON, CSV and table need nothing)
+SUMMARY_FILES = ("summary.json", "summary.csv", "timeline.png")  # what write_summary writes into its folder
 MAX_PLOTTED_TRACKS = 12  # the longest tracks get a timeline panel; every track is in the JSON and CSV
 GAP_FRAMES = 1.5  # a track's samples further apart than this many frame intervals are drawn as a gap
 EMOTION_COLORS = {"angry": "#d62728", "disgust": "#8c564b", "fear": "#9467bd", "happy": "#2ca02c",
@@ -160,6 +163,18 @@ def summarize(timeline: Timeline, source: str = "") -> dict[str, Any]:
             "tracks": tracks}
 
 
+@contextlib.contextmanager
+def replaced(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write; it becomes ``path`` only once complete (a crash leaves no half file)."""
+    temporary = path.with_name(f".{path.stem}.partial{path.suffix}")  # the suffix still names the format
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+
+
 def write_csv(summary: dict[str, Any], path: Path) -> None:
     """One row per track."""
     labels = summary["labels"]
@@ -241,17 +256,22 @@ def plot_timeline(timeline: Timeline, summary: dict[str, Any], path: Path) -> No
 
 
 def write_summary(timeline: Timeline, out_dir: Path, source: str = "") -> tuple[dict[str, Any], list[Path]]:
-    """summary.json, summary.csv and, where matplotlib is installed, timeline.png in ``out_dir``; the summary
-    and the files written."""
+    """summary.json, summary.csv and, where matplotlib is installed, timeline.png in ``out_dir``, each complete
+    or not there; the summary and the files written. OSError (naming the file) when one cannot be written."""
     prepare_output(out_dir)
     summary = summarize(timeline, source)
-    written = [out_dir / "summary.json", out_dir / "summary.csv"]
-    written[0].write_text(json.dumps(summary, indent=2) + "\n")
-    write_csv(summary, written[1])
+    json_path, csv_path, plot_path = (out_dir / name for name in SUMMARY_FILES)
+    writes = [(json_path, lambda p: p.write_text(json.dumps(summary, indent=2) + "\n")),
+              (csv_path, lambda p: write_csv(summary, p))]
     if plot_available():
-        written.append(out_dir / "timeline.png")
-        plot_timeline(timeline, summary, written[2])
-    return summary, written
+        writes.append((plot_path, lambda p: plot_timeline(timeline, summary, p)))
+    for path, write in writes:
+        try:
+            with replaced(path) as temporary:
+                write(temporary)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+    return summary, [path for path, _ in writes]
 
 
 def report(summary: dict[str, Any]) -> str:
@@ -282,11 +302,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SummaryError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"error: cannot write {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 3
     print(report(summary))
     print(f"wrote {', '.join(str(path) for path in written)}")
     if not plot_available():
         print(no_plot_note(), file=sys.stderr)
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())
