@@ -1,6 +1,7 @@
 """Throughput, latency, resources and recall: the pipeline side by side with decode-only and sequential baselines.
 
     python benchmarks/fps.py --source tests/data/single_face.mp4 --loop 10 --live --json out.json --plot out.png
+    python benchmarks/fps.py --stress stress/ --detector haar blazeface    # recall and cost on the stress set
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from benchmarks.stats import median_index, ratio, steady_fps  # noqa: E402
 from benchmarks.targets import evaluate  # noqa: E402
 from benchmarks.variants import FrameLog, decode_only, pipelined, sequential  # noqa: E402
 from edge import models  # noqa: E402
-from edge.config import Config, load_config  # noqa: E402
+from edge.config import DETECTOR_KINDS, Config, load_config, override  # noqa: E402
 from edge.model import ModelError  # noqa: E402
 
 log = logging.getLogger("benchmarks.fps")
@@ -69,7 +70,14 @@ class Settings:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python benchmarks/fps.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, required=True, help="video file to measure")
+    parser.add_argument("--source", type=Path, help="video file to measure")
+    parser.add_argument("--stress", type=Path, metavar="DIR",
+                        help="instead: recall and cost on every clip of a stress set (benchmarks/stress.py; "
+                             "written there first if DIR has none)")
+    parser.add_argument("--detector", nargs="+", choices=DETECTOR_KINDS, default=["haar"],
+                        help="detector.kind to measure (--stress: several, side by side)")
+    parser.add_argument("--crops", type=Path, metavar="DIR",
+                        help="with --stress: contact sheets of the faces one detector finds and another misses")
     parser.add_argument("--loop", type=int, default=Settings.loop, help="play the clip N times back to back")
     parser.add_argument("--model", type=Path, help="TFLite model (default: config, then the shipped model)")
     parser.add_argument("--config", type=Path, help="TOML config, as for edge.run")
@@ -96,8 +104,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="measure a variant up to N times while other processes disturb it; keep the quietest")
     parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     args = parser.parse_args(argv)
-    if not args.source.is_file():
+    if args.stress is None and args.source is None:
+        parser.error("--source or --stress is required")
+    if args.source is not None and not args.source.is_file():
         parser.error(f"source not found: {args.source}")
+    if args.stress is None and len(args.detector) > 1:
+        parser.error("several --detector kinds need --stress")
     if args.loop < 1:
         parser.error(f"--loop must be >= 1, got {args.loop}")
     if args.warmup < 0:
@@ -328,7 +340,7 @@ def compare(logs: dict[str, FrameLog], resources: dict[str, dict], decode: dict[
 
 
 def run(args: argparse.Namespace, settings: Settings, workdir: Path, argv: Sequence[str] | None) -> dict[str, Any]:
-    config = load_config(args.config)
+    config = override(load_config(args.config), "detector", kind=args.detector[0])
     model = resolve_model(args, config)
     video = bench_video(args.source, settings.loop, workdir)
     results = header(argv, settings, model, video)
@@ -382,6 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="fer-bench-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
+        if args.stress is not None:
+            return stress_main(args, settings, workdir, argv)
         results = run(args, settings, workdir, argv)
     print(text_report(results))
     if args.json:
@@ -389,6 +403,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.markdown:  # sections other tools wrote (e.g. label stability) are kept
         old = args.markdown.read_text() if args.markdown.is_file() else ""
         args.markdown.write_text(merge_markdown(benchmarks_markdown(results), old) + "\n")
+    return 0
+
+
+def stress_main(args: argparse.Namespace, settings: Settings, workdir: Path, argv: Sequence[str] | None) -> int:
+    """--stress: every clip of the set with every --detector; the report, JSON and BENCHMARKS.md section."""
+    from benchmarks.stress_bench import replace_section, stress_markdown, stress_results, stress_text
+
+    config = load_config(args.config)
+    results = stress_results(args, config, resolve_model(args, config), workdir, settings.warmup_frames,
+                             settings.sample_interval_s, argv)
+    print(stress_text(results))
+    if args.json:
+        args.json.write_text(json.dumps(json_safe(results), indent=2) + "\n")
+    if args.markdown:  # only the stress section is replaced
+        old = args.markdown.read_text() if args.markdown.is_file() else ""
+        args.markdown.write_text(replace_section(old, stress_markdown(results)))
     return 0
 
 

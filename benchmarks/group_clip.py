@@ -43,10 +43,19 @@ def write_group_clip(out: Path, frames: int = 240, photo: Path = PHOTO) -> Path:
     if not writer.isOpened():
         raise OSError(f"cannot write {out}")
     for i in range(frames):
-        matrix = camera(i / max(frames - 1, 1), (image.shape[1], image.shape[0]))
-        writer.write(cv2.warpAffine(image, matrix, SIZE, flags=cv2.INTER_AREA))
+        writer.write(group_frame(image, i, frames))
     writer.release()
     return out
+
+
+def frame_camera(image: np.ndarray, i: int, frames: int) -> np.ndarray:
+    """The camera of frame i of a clip of ``frames`` frames."""
+    return camera(i / max(frames - 1, 1), (image.shape[1], image.shape[0]))
+
+
+def group_frame(image: np.ndarray, i: int, frames: int) -> np.ndarray:
+    """Frame i of a clip of ``frames`` frames over the photo."""
+    return cv2.warpAffine(image, frame_camera(image, i, frames), SIZE, flags=cv2.INTER_AREA)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -209,6 +209,30 @@ class ProcessMonitor:
         }
 
 
+class CpuCheckpoints:
+    """CPU seconds of this process and its children, read every ``every`` frames: the steady cost of a frame,
+    start-up left out (a pipeline's workers spend about a second importing before the first frame)."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.marks: list[tuple[int, float]] = []  # (frames done, CPU seconds of the whole tree)
+        self._tree: list[psutil.Process] | None = None
+
+    def __call__(self, frames_done: int) -> None:
+        if frames_done % self.every:
+            return
+        if self._tree is None:  # the workers are running by the first frame; the tree is read once
+            root = psutil.Process()
+            self._tree = [root] + root.children(recursive=True)
+        total = 0.0
+        for process in self._tree:
+            try:
+                total += cpu_seconds(process)
+            except psutil.Error:
+                continue
+        self.marks.append((frames_done, total))
+
+
 def wait_until_quiet(max_wait_s: float, busy_pct: float = 10.0, window_s: float = 3.0) -> float:
     """Wait (at most ``max_wait_s``) for a ``window_s`` window in which the machine's CPUs are below ``busy_pct``
     busy on average; returns the last window's busy % (of all cores)."""

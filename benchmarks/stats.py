@@ -57,6 +57,15 @@ def steady_fps(done_times: Sequence[float], warmup: int) -> float:
     return (len(done_times) - 1 - start) / span if span > 0 else math.nan
 
 
+def steady_cpu_ms(marks: Sequence[tuple[int, float]], warmup: int) -> float:
+    """CPU milliseconds a frame (all processes) between the first checkpoint at or after ``warmup`` frames
+    and the last one; nan without two such checkpoints."""
+    steady = [(frames, cpu) for frames, cpu in marks if frames >= warmup] or list(marks)
+    if len(steady) < 2 or steady[-1][0] <= steady[0][0]:
+        return math.nan
+    return 1000.0 * (steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0])
+
+
 def wall_fps(frames: int, elapsed_s: float) -> float:
     """Frames per second over the whole run, start-up included."""
     return frames / elapsed_s if elapsed_s > 0 else math.nan

@@ -11,7 +11,7 @@ import numpy as np
 
 from benchmarks.media import full_scan_detector
 from benchmarks.paced import PacedVideoSource
-from benchmarks.procmon import ProcessMonitor
+from benchmarks.procmon import CpuCheckpoints, ProcessMonitor
 from edge.capture import VideoSource
 from edge.config import Config, override
 from edge.detect import Detections
@@ -23,6 +23,7 @@ from edge.runner import Runner, Stages
 SEEDS_SCALE_FACTOR = 1.3  # the seeds' detectMultiScale(gray, 1.3, 5) on the full frame
 SEEDS_MIN_NEIGHBORS = 5
 NO_FACES = np.empty((0, 4), np.int32)
+CPU_MARK_EVERY = 10  # frames between two readings of the pipeline's CPU time (each costs ~0.3 ms)
 
 
 @dataclass
@@ -117,6 +118,7 @@ def pipelined(path: Path, config: Config, model: Path, workdir: Path, name: str,
     source = PacedVideoSource(str(path), config.capture, paced_fps) if paced_fps else None
     pipeline = Pipeline(source or str(path), config, model=model)
     presenter = Presenter(pipeline, outputs(path, workdir, name), config)
+    cpu = CpuCheckpoints(CPU_MARK_EVERY)
 
     results: list[FrameResult] = []  # their stamps are complete once on_result has returned
 
@@ -125,6 +127,7 @@ def pipelined(path: Path, config: Config, model: Path, workdir: Path, name: str,
         if not monitor.names:
             monitor.names.update({pid: name for name, pid in runner.workers.items()})
         log.add(result.index, time.perf_counter(), result.faces.xyxy)
+        cpu(len(log.done))
         results.append(result)
         return keep
 
@@ -136,6 +139,7 @@ def pipelined(path: Path, config: Config, model: Path, workdir: Path, name: str,
         log.extra["source_skipped"] = source.skipped
     log.finished = time.perf_counter()
     log.latencies = [result.latencies_ms() for result in results]  # the pipeline's per-stage records, in order
+    log.extra["cpu_marks"] = cpu.marks
     log.extra.update(frames_read=summary.frames_read, frames_done=summary.frames_done, dropped=summary.dropped,
                      run_first_frame_s=summary.first_frame_s, stopped_by=summary.stopped_by)
     if summary.error and not paced_fps:  # a replay's end reads as "stopped delivering frames"

@@ -55,13 +55,25 @@ class HaarConfig:
     max_face: float = bounded(1.0, gt=0.0, le=1.0, doc="largest face, fraction of frame height")
     downscale: float = bounded(0.0, ge=0.0, le=1.0,
                                doc="most resolution the full scans use; 0 = what min_face needs")
-    scan_slices: int = bounded(12, ge=1, le=32, doc="frames one full scan is spread over")
+    scan_slices: int = bounded(14, ge=1, le=32, doc="frames one full scan of the small sizes is spread over")
     track: bool = bounded(True, doc="search around last frame's faces every frame")
-    track_margin: float = bounded(0.2, ge=0.1, le=2.0, doc="search region around a face, x its size")
-    max_missed: int = bounded(3, ge=0, le=100, doc="frames a lost face is still searched for")
+    track_margin: float = bounded(0.15, ge=0.1, le=2.0, doc="search region around a face, x its size")
+    max_missed: int = bounded(30, ge=0, le=300, doc="most frames a lost face is still searched for")
 
 
-DETECTOR_KINDS = ("haar",)  # each names its settings table below and a backend in edge.detect.BACKENDS
+@dataclass(frozen=True)
+class BlazeFaceConfig:
+    model: str = bounded("", doc="BlazeFace short-range .tflite; empty = the shipped one")
+    min_score: float = bounded(0.65, gt=0.0, le=1.0, doc="a face the whole-frame pass finds needs this score")
+    crop_min_score: float = bounded(0.75, gt=0.0, le=1.0,
+                                    doc="a small face, seen in a crop where it fills the model's view, needs this")
+    nms_iou: float = bounded(0.3, gt=0.0, le=1.0, doc="detections overlapping more than this merge into one")
+    tiles: int = bounded(2, ge=0, le=8,
+                         doc="small faces are also looked for in square tiles of 1/tiles of the frame's shorter side")
+    threads: int = bounded(1, ge=1, le=64, doc="LiteRT threads")
+
+
+DETECTOR_KINDS = ("haar", "blazeface")  # each names its settings table below and a backend in edge.detect.BACKENDS
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,7 @@ class DetectorConfig:
     kind: str = bounded("haar", choices=DETECTOR_KINDS, doc="face detector backend")
     threads: int = bounded(0, ge=0, le=64, doc="OpenCV threads in the detector; 0 = OpenCV default (all cores)")
     haar: HaarConfig = field(default_factory=HaarConfig)
+    blazeface: BlazeFaceConfig = field(default_factory=BlazeFaceConfig)
 
 
 @dataclass(frozen=True)

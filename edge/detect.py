@@ -20,6 +20,7 @@ from edge.config import DetectorConfig
 # Modules are imported only when chosen: a backend's dependencies load only if it is used.
 BACKENDS = {
     "haar": "edge.haar:HaarDetector",
+    "blazeface": "edge.blazeface:BlazeFaceDetector",
 }
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -16,12 +17,27 @@ from edge.detect import DetectorError, Detections
 log = logging.getLogger(__name__)
 
 DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
-ROI_MIN_SIZE_RATIO = 0.8  # a tracked face may shrink to this fraction of its size between frames
+ROI_MIN_SIZE_RATIO = 0.8  # a followed face may shrink to this fraction of its size between frames
 ROI_MAX_SIZE_RATIO = 1.25  # ... or grow to this multiple
 ROI_WINDOW_SLACK = 1.0  # downscale a search region until its smallest face is this x the window
+EDGE_PAD = 0.25  # a search region the frame's edge cuts is extended by up to this x the face size
+RECHECK_MARGIN = 0.3  # a lost face is looked for in a larger region (x its size on every side) ...
+RECHECK_SIZES = (0.7, 1.45)  # ... over more sizes (x its last size) ...
+RECHECK_SLACK = 2.0  # ... at twice the resolution (OpenCV then steps windows by 1 pixel, not 2: more hits)
+RECHECK_TILT_DEG = 15.0  # ... and turned both ways by this much, for a tilted head
+RECHECKS_PER_FRAME = 2  # views of a lost face tried in one frame (each costs about as much as 2-4 follows)
+MIN_LOST_FRAMES = 3  # a lost face is searched for this long at least; longer the longer it was seen, up to max_missed
+FAST_FACE = 0.2  # faces this share of the frame height and larger are scanned for every FAST_SLICES frames ...
+FAST_SLICES = 3  # ... (they are cheap: few windows), so a face coming into view is found within 0.1 s
+PROPOSAL_EDGE_PAD = 0.3  # whole-frame proposal scans repeat the edge pixels outwards by this x the window
 PROPOSAL_NEIGHBORS = 1  # a one-scale scan proposes a face on 2 overlapping hits; the local search decides
 MAX_PROPOSALS = 8  # proposals checked per frame after the first (each costs a local search, ~0.5 ms)
+LOW_CONTRAST_STD = 35.0  # grey levels: dim or hazy frames (the stress set's: 13-33) spread less; daylight ones 45-76
+CONTRAST_THUMBNAIL = (64, 36)  # the frame is judged on a copy this small (pixels): cheap, and the face's detail is not needed
+CLAHE = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(4, 4))  # for dull frames: local, and it spreads no flat noise
+HIDE_GROW = 0.2  # tracked faces are painted out with this x their size around them too (hair, chin: costly windows)
 HIDDEN_FACE_GRAY = 128  # flat fill: the cascade rejects it at its first stage
+VELOCITY_WEIGHT = 0.5  # weight of the newest move in a followed face's velocity
 SAME_FACE_OVERLAP = 0.5  # boxes sharing this fraction of the smaller one are one face (faces never nest)
 
 
@@ -69,11 +85,17 @@ class ScanPlan:
 
     frame_shape: tuple[int, int]
     sizes: tuple[float, ...]  # every face size searched, frame pixels
-    slices: tuple[tuple[ScanUnit, ...], ...]
+    slices: tuple[tuple[ScanUnit, ...], ...]  # one scanned per frame, in turn
+    fast: tuple[tuple[ScanUnit, ...], ...] = ()  # the large sizes: one of these too per frame, a shorter cycle
 
     @property
     def units(self) -> tuple[ScanUnit, ...]:
-        return tuple(unit for units in self.slices for unit in units)
+        return tuple(unit for units in self.slices + self.fast for unit in units)
+
+    def frame_units(self, frame_number: int) -> tuple[ScanUnit, ...]:
+        """What frame ``frame_number`` scans: its slice of the small sizes and its share of the large ones."""
+        fast = self.fast[frame_number % len(self.fast)] if self.fast else ()
+        return self.slices[frame_number % len(self.slices)] + fast
 
 
 def window_count(width: float, height: float, window: int) -> float:
@@ -102,10 +124,13 @@ def plan_full_scan(frame_shape: tuple[int, int], config: HaarConfig, window: int
     """
     height, width = frame_shape
     sizes = scan_sizes(height, config, window)
-    costs = [window_count(width * window / s, height * window / s, window) for s in sizes]
-    target = sum(costs) / config.scan_slices
-    units = [unit for size in sizes for unit in column_strips(size, width, height, window, target)]
-    return ScanPlan(frame_shape, tuple(sizes), pack_slices(units, config.scan_slices))
+    large = [s for s in sizes if s >= FAST_FACE * height] if config.scan_slices > FAST_SLICES else []
+    small = [s for s in sizes if s not in large]
+    costs = [window_count(width * window / s, height * window / s, window) for s in small]
+    target = sum(costs) / config.scan_slices if small else math.inf
+    units = [unit for size in small for unit in column_strips(size, width, height, window, target)]
+    fast = [unit for size in large for unit in column_strips(size, width, height, window, target)]
+    return ScanPlan(frame_shape, tuple(sizes), pack_slices(units, config.scan_slices), pack_slices(fast, FAST_SLICES))
 
 
 def column_strips(size: float, width: int, height: int, window: int, target: float) -> list[ScanUnit]:
@@ -134,19 +159,58 @@ def pack_slices(units: list[ScanUnit], slices: int) -> tuple[tuple[ScanUnit, ...
     return tuple(tuple(b) for b in bins if b)
 
 
+@dataclass(frozen=True)
+class Search:
+    """How a known face is looked for: the region around it, the sizes tried, the resolution, and the view."""
+
+    margin: float  # the region reaches this far beyond the box on every side, x its size
+    smallest: float  # sizes tried from this x the box's ...
+    largest: float  # ... to this x
+    slack: float  # the region is shrunk until its smallest size is this x the cascade's window
+    edge_pad: float = EDGE_PAD  # where the frame's edge cuts the region, extend it by up to this x the size
+    angle: float = 0.0  # degrees the region is turned first: a tilted head is searched for upright
+    equalize: bool = False  # the region's histogram is spread first: dim light, low contrast
+
+    def seen_as(self, view: Search) -> Search:
+        """This search with the view (turn, equalization) of another."""
+        return replace(self, angle=view.angle, equalize=view.equalize)
+
+
+VERIFY = Search(0.2, ROI_MIN_SIZE_RATIO, ROI_MAX_SIZE_RATIO, ROI_WINDOW_SLACK)  # the second cascade's look at a new face
+EQUALIZED = Search(0.0, 1.0, 1.0, 1.0, equalize=True)  # the view of a face found in a dim or hazy frame
+RECHECKS = tuple(Search(RECHECK_MARGIN, *RECHECK_SIZES, RECHECK_SLACK, angle=angle, equalize=equalize)
+                 for angle, equalize in ((0.0, False), (0.0, True), (RECHECK_TILT_DEG, False),
+                                         (-RECHECK_TILT_DEG, False)))
+
+
 @dataclass
 class Track:
     """A face the detector follows: its last box, how often it was found or missed, and whether it is shown.
 
     A new face is shown at once when a second, independently trained cascade confirms it;
     otherwise only once it has been found in ``confirm_frames`` consecutive frames. One
-    cascade's false positives (lettering, textures) rarely pass either test.
+    cascade's false positives (lettering, textures) rarely pass either test. A shown face
+    that is lost is searched for harder (RECHECKS), and for longer the longer it was seen.
     """
 
     box: np.ndarray  # xyxy, frame pixels
     confirmed: bool = False
     hits: int = 1
     missed: int = 0
+    view: Search | None = None  # the recheck that found it last: it is followed as that view sees it
+    next_recheck: int = 0  # index into RECHECKS of the next view to try while it is lost
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # pixels a frame, smoothed
+
+    def predicted(self) -> np.ndarray:
+        """Where the face should be now: its last box moved on at its velocity for the frames since."""
+        shift = self.velocity * (self.missed + 1)
+        return np.round(self.box + np.concatenate([shift, shift])).astype(np.int32)
+
+    def moved_to(self, box: np.ndarray) -> None:
+        """Found again at ``box``: the velocity learns the move, averaged over the frames it took."""
+        step = (centre(box) - centre(self.box)) / (self.missed + 1)
+        self.velocity = VELOCITY_WEIGHT * step + (1 - VELOCITY_WEIGHT) * self.velocity
+        self.box, self.missed, self.hits = box, 0, self.hits + 1
 
 
 class HaarDetector:
@@ -166,6 +230,7 @@ class HaarDetector:
         self.verifier = load_cascade(config.verify_cascade) if config.verify_cascade else None
         window = self.cascade.getOriginalWindowSize()
         self.window = int(max(window)) if window and max(window) > 0 else 24
+        self.follow = Search(config.track_margin, ROI_MIN_SIZE_RATIO, ROI_MAX_SIZE_RATIO, ROI_WINDOW_SLACK)
         self.tracks: list[Track] = []
         self._plan: ScanPlan | None = None
         self._frames_seen = 0
@@ -196,20 +261,33 @@ class HaarDetector:
             return self.discover(gray, plan.units, np.empty((0, 4), np.int32))
         followed = self.search_tracks(gray)
         tracked = boxes_of(followed)
+        dull = low_contrast(gray)  # dim or hazy: the scans look at the frame with its histogram spread
+        scanned = CLAHE.apply(gray) if dull else gray
         if self._frames_seen == 0:  # the first frame is scanned whole
-            found = self.discover(gray, plan.units, tracked, limit=None)
+            found = self.discover(scanned, plan.units, tracked, limit=None)
         else:
-            found = self.discover(gray, plan.slices[self._frames_seen % len(plan.slices)], tracked)
+            found = self.discover(scanned, plan.frame_units(self._frames_seen), tracked)
         self._frames_seen += 1
+        lost = [t for t in self.tracks if not any(t is f for f in followed)]
         for box in found:
-            track = Track(box, confirmed=self.config.confirm_frames <= 1 or self.verified(gray, box))
+            known = next((t for t in lost if overlap_matrix(box[None], t.box[None])[0, 0] >= SAME_FACE_OVERLAP), None)
+            if known is not None:  # a lost face, found again by the scan: it is the same face, shown at once
+                known.moved_to(box)
+                known.view = None
+                lost.remove(known)
+                followed.append(known)
+                continue
+            track = Track(box, confirmed=self.config.confirm_frames <= 1 or self.verified(scanned, box),
+                          view=EQUALIZED if dull else None)
             self.tracks.append(track)
             followed.append(track)
-        return boxes_of([t for t in followed if t.confirmed])
+        height, width = gray.shape[:2]
+        shown = boxes_of([t for t in followed if t.confirmed])
+        return np.clip(shown, 0, [width, height, width, height]).astype(np.int32)  # edge-padded searches reach out
 
     def verified(self, gray: np.ndarray, box: np.ndarray) -> bool:
         """Whether the second cascade also sees a face here."""
-        return self.verifier is not None and self.search_near(gray, box, self.verifier) is not None
+        return self.verifier is not None and self.search_near(gray, box, self.verifier, VERIFY) is not None
 
     def discover(self, gray: np.ndarray, units: tuple[ScanUnit, ...], tracked: np.ndarray,
                  limit: int | None = MAX_PROPOSALS) -> np.ndarray:
@@ -236,17 +314,28 @@ class HaarDetector:
         if len(hide):
             gray = gray.copy()
             for x1, y1, x2, y2 in hide:
-                cv2.rectangle(gray, (int(x1), int(y1)), (int(x2), int(y2)), HIDDEN_FACE_GRAY, -1)
+                grow = int(HIDE_GROW * max(x2 - x1, y2 - y1))
+                cv2.rectangle(gray, (int(x1) - grow, int(y1) - grow), (int(x2) + grow, int(y2) + grow), HIDDEN_FACE_GRAY, -1)
         window = (self.window, self.window)
         boxes, hits = [np.empty((0, 4), np.int32)], [np.empty(0)]
-        for unit in units:
+        whole: tuple[float, np.ndarray] = (1.0, gray)  # the smallest copy of the whole frame made so far
+        for unit in sorted(units, key=lambda u: u.size):  # each whole-frame copy is shrunk from the one before
             scale = self.window / unit.size
-            strip = gray[:, unit.x1:unit.x2]
-            if scale != 1.0:
-                strip = cv2.resize(strip, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+            pad = 0
+            if unit.x1 == 0 and unit.x2 == gray.shape[1]:
+                step = scale / whole[0]
+                strip = whole[1] if step == 1.0 else cv2.resize(whole[1], None, fx=step, fy=step,
+                                                               interpolation=cv2.INTER_LINEAR)
+                whole = (scale, strip)
+                pad = int(PROPOSAL_EDGE_PAD * self.window)  # a face coming in at an edge is proposed early
+                strip = cv2.copyMakeBorder(strip, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+            else:
+                strip = gray[:, unit.x1:unit.x2]
+                if scale != 1.0:
+                    strip = cv2.resize(strip, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
             rects, counts = self.cascade.detectMultiScale2(
                 strip, scaleFactor=2.0, minNeighbors=PROPOSAL_NEIGHBORS, minSize=window, maxSize=window)
-            boxes.append(xywh_to_xyxy(rects, scale, (unit.x1, 0)))
+            boxes.append(xywh_to_xyxy(rects, scale, (unit.x1 - pad / scale, -pad / scale)))
             hits.append(np.asarray(counts, np.float64).reshape(-1))
         return suppress_duplicates(np.concatenate(boxes), scores=np.concatenate(hits))
 
@@ -261,52 +350,125 @@ class HaarDetector:
         return suppress_duplicates(xywh_to_xyxy(rects))
 
     def search_tracks(self, gray: np.ndarray) -> list[Track]:
-        """Look for each tracked face near where it was: the tracks found again this frame.
+        """Look for each followed face near where it was: the tracks found again this frame.
 
-        A confirmed track survives ``max_missed`` misses; an unconfirmed one none.
+        An unconfirmed track is dropped at its first miss. A confirmed one that the cheap
+        search misses is searched for harder (RECHECKS, a few views a frame), and kept while
+        lost for ``lost_budget`` frames.
         """
         found: list[Track] = []
         kept: list[Track] = []
         for track in self.tracks:
-            box = self.search_near(gray, track.box, self.cascade)
+            view = self.follow.seen_as(track.view) if track.view is not None else self.follow
+            box = self.search_near(gray, track.predicted(), self.cascade, view)
+            if box is None and track.confirmed:
+                box = self.recheck(gray, track)
             if box is None:
                 track.missed += 1
-                if not track.confirmed or track.missed > self.config.max_missed:
+                if not track.confirmed or track.missed > self.lost_budget(track):
                     continue
             elif found and overlap_matrix(box[None], boxes_of(found)).max() >= SAME_FACE_OVERLAP:
                 continue  # two tracks ran onto the same face: keep the first
             else:
-                track.box, track.missed, track.hits = box, 0, track.hits + 1
+                track.moved_to(box)
                 track.confirmed = track.confirmed or track.hits >= self.config.confirm_frames
                 found.append(track)
             kept.append(track)
         self.tracks = kept
         return found
 
-    def search_near(self, gray: np.ndarray, box: np.ndarray, cascade: cv2.CascadeClassifier) -> np.ndarray | None:
+    def recheck(self, gray: np.ndarray, track: Track) -> np.ndarray | None:
+        """A lost face searched for harder: RECHECKS_PER_FRAME views in turn, the one that found it last first."""
+        for attempt in range(RECHECKS_PER_FRAME):
+            index = (track.next_recheck + attempt) % len(RECHECKS)
+            box = self.search_near(gray, track.predicted(), self.cascade, RECHECKS[index])
+            if box is not None:
+                track.view, track.next_recheck = RECHECKS[index], index
+                return box
+        track.next_recheck = (track.next_recheck + RECHECKS_PER_FRAME) % len(RECHECKS)
+        return None
+
+    def lost_budget(self, track: Track) -> int:
+        """Frames a lost face is still searched for: a face seen long is likely back soon (a hand, a turn),
+        a face seen briefly was likely never one."""
+        return min(self.config.max_missed, max(MIN_LOST_FRAMES, track.hits))
+
+    def search_near(self, gray: np.ndarray, box: np.ndarray, cascade: cv2.CascadeClassifier,
+                    search: Search | None = None) -> np.ndarray | None:
         """The face closest to a previous box, searched in a region around it at nearby sizes."""
+        search = search or self.follow
         x1, y1, x2, y2 = (int(v) for v in box)
         size = max(x2 - x1, y2 - y1)
-        pad = int(size * self.config.track_margin)
-        height, width = gray.shape[:2]
-        rx1, ry1 = max(0, x1 - pad), max(0, y1 - pad)
-        rx2, ry2 = min(width, x2 + pad), min(height, y2 + pad)
-        smallest = size * ROI_MIN_SIZE_RATIO
-        scale = min(1.0, self.window * ROI_WINDOW_SLACK / smallest)
-        region = gray[ry1:ry2, rx1:rx2]
+        region, (ox, oy) = self.region(gray, box, search)
+        if region is None:
+            return None
+        smallest = size * search.smallest
+        scale = min(1.0, self.window * search.slack / smallest)
         if scale < 1.0:
             region = cv2.resize(region, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         min_side = max(self.window, int(smallest * scale))
-        max_side = int(np.ceil(size * ROI_MAX_SIZE_RATIO * scale))
+        max_side = int(np.ceil(size * search.largest * scale))
         if min(region.shape[:2]) < min_side:
             return None
+        if search.equalize:
+            region = cv2.equalizeHist(region)
+        turn = None
+        if search.angle:
+            centre = ((region.shape[1] - 1) / 2, (region.shape[0] - 1) / 2)
+            turn = cv2.getRotationMatrix2D(centre, search.angle, 1.0)
+            region = cv2.warpAffine(region, turn, (region.shape[1], region.shape[0]), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REPLICATE)
         rects = cascade.detectMultiScale(
             region, scaleFactor=self.config.scale_factor, minNeighbors=self.config.min_neighbors,
             minSize=(min_side, min_side), maxSize=(max_side, max_side))
         if len(rects) == 0:
             return None
-        candidates = xywh_to_xyxy(rects, scale, (rx1, ry1))
+        if turn is not None:
+            rects = turned_back(np.asarray(rects, np.float64).reshape(-1, 4), turn)
+        candidates = xywh_to_xyxy(rects, scale, (ox, oy))
         return candidates[int(np.argmax(iou_matrix(candidates, box[None])[:, 0]))]
+
+    def region(self, gray: np.ndarray, box: np.ndarray, search: Search) -> tuple[np.ndarray | None, tuple[int, int]]:
+        """The part of the frame a search looks at, and its top-left corner in the frame.
+
+        Where the frame's edge cuts it, its edge pixels are repeated outwards (up to
+        ``edge_pad`` x the face size): a face at the edge keeps the windows around it that
+        give the cascade its overlapping hits.
+        """
+        x1, y1, x2, y2 = (int(v) for v in box)
+        size = max(x2 - x1, y2 - y1)
+        pad = int(size * search.margin)
+        height, width = gray.shape[:2]
+        rx1, ry1, rx2, ry2 = x1 - pad, y1 - pad, x2 + pad, y2 + pad
+        cx1, cy1, cx2, cy2 = max(0, rx1), max(0, ry1), min(width, rx2), min(height, ry2)
+        if cx1 >= cx2 or cy1 >= cy2:
+            return None, (0, 0)
+        region = gray[cy1:cy2, cx1:cx2]
+        if search.edge_pad > 0 and (cx1, cy1, cx2, cy2) != (rx1, ry1, rx2, ry2):
+            limit = int(size * search.edge_pad)
+            top, left = min(limit, cy1 - ry1), min(limit, cx1 - rx1)
+            region = cv2.copyMakeBorder(region, top, min(limit, ry2 - cy2), left, min(limit, rx2 - cx2),
+                                        cv2.BORDER_REPLICATE)
+            cx1, cy1 = cx1 - left, cy1 - top
+        return region, (cx1, cy1)
+
+
+def turned_back(rects: np.ndarray, turn: np.ndarray) -> np.ndarray:
+    """(x, y, w, h) rectangles found in a turned image, centred where their centres were before the turn."""
+    centres = rects[:, :2] + rects[:, 2:] / 2
+    inverse = cv2.invertAffineTransform(turn)
+    back = centres @ inverse[:, :2].T + inverse[:, 2]
+    return np.concatenate([back - rects[:, 2:] / 2, rects[:, 2:]], axis=1)
+
+
+def low_contrast(gray: np.ndarray) -> bool:
+    """Whether a frame is dim or hazy overall: its thumbnail's grey levels spread less than LOW_CONTRAST_STD."""
+    thumbnail = cv2.resize(gray, CONTRAST_THUMBNAIL, interpolation=cv2.INTER_AREA)
+    return float(thumbnail.std()) < LOW_CONTRAST_STD
+
+
+def centre(box: np.ndarray) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2], np.float64)
 
 
 def boxes_of(tracks: list[Track]) -> np.ndarray:

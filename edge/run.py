@@ -66,6 +66,8 @@ def parse_args(argv: Sequence[str] | None, prog: str = "python -m edge.run") -> 
     parser.add_argument("--validate-config", action="store_true", help="check the config (and --set) and exit")
     parser.add_argument("--model", help="a shipped model's name (fer2013-mini-xception) "
                         "or a TFLite model with its .json sidecar (default: fer2013-mini-xception)")
+    parser.add_argument("--detector", metavar="KIND",
+                        help="face detector: haar (default) or blazeface (sets detector.kind)")
     parser.add_argument("--probabilities", action="store_true", help="draw per-face probability bars")
     parser.add_argument("--live", choices=("auto", "yes", "no"),
                         help="drop stale frames to keep latency low (default: yes for cameras and streams)")
@@ -87,6 +89,8 @@ def build_config(args: argparse.Namespace) -> Config:
         config = override(config, "render", probabilities=True)
     if args.live:
         config = override(config, "capture", live=args.live)
+    if args.detector:
+        config = override(config, "detector", kind=args.detector)
     return config
 
 

@@ -80,7 +80,7 @@ def test_override_is_validated():
 def test_override_reaches_a_nested_table_and_names_its_path():
     config = override(Config(), "detector.haar", max_missed=7)
     assert config.detector.haar.max_missed == 7 and config.detector.haar.min_face == Config().detector.haar.min_face
-    with pytest.raises(ConfigError, match="detector.haar.max_missed must be <= 100"):
+    with pytest.raises(ConfigError, match="detector.haar.max_missed must be <= 300"):
         override(Config(), "detector.haar", max_missed=1000)
     with pytest.raises(ConfigError, match="config key detector.min_face moved: it is now detector.haar.min_face"):
         override(Config(), "detector", min_face=0.1)

@@ -55,6 +55,8 @@ def test_detections_validate_their_columns(columns, message):
 def test_the_factory_builds_every_configured_kind_and_refuses_others():
     assert set(BACKENDS) == set(DETECTOR_KINDS)
     assert isinstance(make_detector(DetectorConfig()), HaarDetector)  # the default
+    from edge.blazeface import BlazeFaceDetector
+    assert isinstance(make_detector(dataclasses.replace(DetectorConfig(), kind="blazeface")), BlazeFaceDetector)
     with pytest.raises(DetectorError, match="unknown detector.kind 'yolo'"):
         make_detector(dataclasses.replace(DetectorConfig(), kind="yolo"))
 
@@ -180,3 +182,44 @@ def test_a_face_appearing_at_any_size_is_found_within_one_scan_cycle(size):
             found_after = frame_number - 5
     assert found_after is not None
     assert len(boxes) == 1 and iou_matrix(truth, boxes).max() > 0.5
+
+
+def test_large_sizes_are_scanned_every_few_frames_and_small_ones_over_scan_slices():
+    from edge.haar import FAST_FACE, FAST_SLICES
+    config = HaarConfig()
+    plan = plan_full_scan((360, 640), config, window=24)
+    fast_sizes = {u.size for group in plan.fast for u in group}
+    assert fast_sizes == {s for s in plan.sizes if s >= FAST_FACE * 360} and len(plan.fast) == FAST_SLICES
+    assert len(plan.slices) == config.scan_slices and not fast_sizes & {u.size for s in plan.slices for u in s}
+    cycle = [plan.frame_units(k) for k in range(config.scan_slices * FAST_SLICES)]
+    assert all(any(u.size in fast_sizes for u in units) for units in cycle)  # every frame scans some large sizes
+    for k in range(FAST_SLICES):  # and every large size within FAST_SLICES frames
+        assert fast_sizes == {u.size for units in cycle[k:k + FAST_SLICES] for u in units if u.size in fast_sizes}
+
+
+def test_a_lost_face_is_searched_for_as_long_as_it_was_seen_up_to_max_missed():
+    frames = video_frames("single_face.mp4")
+    flat = np.full_like(frames[0], 120)
+    config = HaarConfig(max_missed=20)
+    long_seen = HaarDetector(config)
+    for frame in frames[:40]:
+        long_seen.detect(frame)
+    kept = []
+    for _ in range(25):
+        assert len(long_seen.detect(flat)) == 0  # a lost face is not shown
+        kept.append(len(long_seen.tracks))
+    assert kept[:20] == [1] * 20 and kept[20:] == [0] * 5
+    briefly_seen = HaarDetector(config)
+    for frame in frames[:2]:
+        briefly_seen.detect(frame)
+    assert [len(briefly_seen.detect(flat)) + len(briefly_seen.tracks) for _ in range(5)] == [1, 1, 1, 0, 0]
+
+
+def test_a_lost_face_found_again_is_the_same_face_shown_at_once():
+    frames = video_frames("single_face.mp4")
+    detector = HaarDetector(HaarConfig(verify_cascade="", confirm_frames=3))  # new faces wait 3 frames
+    for frame in frames[:10]:
+        detector.detect(frame)
+    for _ in range(5):
+        detector.detect(np.full_like(frames[0], 120))
+    assert len(detector.detect(frames[10])) == 1  # not 3 frames later: it is the face that was lost
