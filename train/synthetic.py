@@ -4,7 +4,7 @@
 # Each class is a different shape (bar, blob, ring, gradient, cross...) on a noisy background, drawn
 # left-right symmetric so that flip augmentation keeps the class. Nothing here looks like a face.
 # ``--style hard`` makes the choices of a training recipe matter: stronger noise, shapes placed and
-# sized more freely and slightly rotated, one or two occluding patches (flat or textured) that may
+# sized more freely and slightly rotated, half of them an occluding patch (flat or textured) that may
 # cover part of the shape, and blur; the classes stay learnable (a small CNN trained well gets most
 # of them right) but not trivially. ``--unlabelled N`` also writes N unlabelled face-sized crops of
 # the same kind to DIR/unlabelled/, for distillation.
@@ -51,7 +51,7 @@ class Style:
 
 STYLES = {
     "easy": Style(noise=12.0, jitter=3.0, size=(0.3, 0.4)),
-    "hard": Style(noise=40.0, jitter=7.0, size=(0.22, 0.42), rotation=12.0, occluders=2, blur=1.2),
+    "hard": Style(noise=30.0, jitter=6.0, size=(0.22, 0.42), rotation=10.0, occluders=1, blur=1.0),
 }
 
 

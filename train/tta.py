@@ -18,7 +18,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 TTA_MODES = ("single", "flip", "ten_crop")
-DEFAULT_CROP_FRACTION = 0.875  # side of a ten-crop crop, fraction of the image side (42 of 48 px)
+DEFAULT_CROP_FRACTION = 0.9  # side of a ten-crop crop, fraction of the image side (within the zoom that
+# random resized crops of area >= 0.8 train: their side is >= 0.894 of the face)
 
 
 def crop_boxes(side: int, fraction: float) -> list[tuple[int, int, int]]:
