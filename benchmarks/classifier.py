@@ -12,21 +12,21 @@ from benchmarks.stats import summarize
 from edge.classify import Classifier
 from edge.config import Config
 from edge.crop import crop_faces
-from edge.detect import FaceDetector
+from edge.detect import make_detector
 from edge.model import ModelInfo, load_model_info
 
 
 def face_crops(path: Path, config: Config, info: ModelInfo, limit: int) -> np.ndarray:
     """(n, h, w) face crops cut from a video exactly as the detector process cuts them."""
-    detector = FaceDetector(config.detector)
+    detector = make_detector(config.detector)
     capture = cv2.VideoCapture(str(path))
     crops: list[np.ndarray] = []
     while len(crops) < limit:
         ok, frame = capture.read()
         if not ok:
             break
+        boxes = detector.detect(frame).xyxy
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        boxes = detector.detect(gray)
         crops.extend(crop_faces(gray, boxes, info.input_size, info.face_margin))
     capture.release()
     return np.stack(crops[:limit]) if crops else np.zeros((0, info.input_height, info.input_width), np.uint8)

@@ -59,7 +59,7 @@ class Settings:
     sample_interval_s: float = 0.1  # CPU sampling period (memory every few samples)
     tries: int = 1  # runs of a variant while other processes disturb it; the least disturbed is kept
     recall_scale_factor: float = 1.1  # full-resolution Haar reference
-    recall_min_size: int = 24  # pixels
+    recall_min_neighbors: int = 4  # ... detectMultiScale(gray, 1.1, 4), every size from the cascade's 24 px window
     classifier_threads: tuple[int, ...] = (1, 2, 4)
     classifier_crops: int = 64  # real face crops timed, one per call
     classifier_warmup: int = 20  # untimed calls per model and thread count
@@ -335,7 +335,8 @@ def run(args: argparse.Namespace, settings: Settings, workdir: Path, argv: Seque
     progress("decode only")
     decode = decode_report(video, config, settings)
     progress("full-resolution Haar reference for recall")
-    reference = reference_faces(video, config.detector, settings.recall_scale_factor, settings.recall_min_size)
+    reference = reference_faces(video, config.detector, settings.recall_scale_factor,
+                                 settings.recall_min_neighbors)
     results["variants"], results["ratios"] = compare(logs, resources, decode, reference, settings.warmup_frames)
     if args.live:
         results["live"] = live_report(logs["live"], resources["live"], live_rate(args, video),

@@ -16,7 +16,7 @@ METHOD = """\
   - *sequential, seeds' Haar*: one process, like the seeds' loop: read, `detectMultiScale(gray, 1.3, 5)`
     on the full frame, every face through the same TFLite model (`edge.classify.Classifier`), draw, write.
     OpenCV keeps its default thread count, as the seeds did.
-  - *sequential, pipeline's detector*: the same loop with the pipeline's own `FaceDetector` and
+  - *sequential, pipeline's detector*: the same loop with the pipeline's own detector (`make_detector`) and
     config (tracking, sliced full scans): the fair baseline for the multi-process design.
   - *pipeline*: `edge.pipeline.Pipeline` with its detector and classifier processes.
 - **frames/s** is steady state: frames finished after the warm-up frames over the time since

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,12 +10,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.config import DetectorConfig
-from edge.detect import load_cascade, suppress_duplicates, xywh_to_xyxy
+from edge.config import DetectorConfig, override
+from edge.detect import FaceDetector, make_detector
 
 log = logging.getLogger(__name__)
 
 REENCODE_CODEC = "mp4v"  # fallback when the compressed stream cannot be copied as it is
+ANY_FACE = 1e-3  # min_face of a full scan: every size from the cascade's own 24 px window up
 
 
 @dataclass(frozen=True)
@@ -142,13 +144,22 @@ def bench_video(source: Path, loop: int, workdir: Path) -> BenchVideo:
     return BenchVideo(target, source, frames, loop, fps, width, height, REENCODE_CODEC, False)
 
 
-def reference_faces(video: BenchVideo, config: DetectorConfig, scale_factor: float, min_size: int) -> list[np.ndarray]:
+def full_scan_detector(config: DetectorConfig, scale_factor: float, min_neighbors: int) -> FaceDetector:
+    """A Haar detector that scans every frame whole at full resolution, every size from the cascade's window up:
+    ``detectMultiScale(gray, scale_factor, min_neighbors)`` per frame, nested hits of one face counted once."""
+    haar = override(config, "haar", scale_factor=scale_factor, min_neighbors=min_neighbors, min_face=ANY_FACE,
+                    max_face=1.0).haar
+    return make_detector(dataclasses.replace(config, kind="haar", haar=haar))
+
+
+def reference_faces(video: BenchVideo, config: DetectorConfig, scale_factor: float, min_neighbors: int
+                    ) -> list[np.ndarray]:
     """Per frame of the benchmark video: the faces a full-resolution Haar scan finds, (n, 4) xyxy boxes.
 
     Nested or overlapping hits of one face count once. A bit-exact loop is scanned once through
     the original clip and its answers repeated.
     """
-    cascade = load_cascade(config.cascade or None)
+    detector = full_scan_detector(config, scale_factor, min_neighbors)
     path = video.original if video.bit_exact else video.path
     capture = cv2.VideoCapture(str(path))
     found: list[np.ndarray] = []
@@ -156,9 +167,6 @@ def reference_faces(video: BenchVideo, config: DetectorConfig, scale_factor: flo
         ok, frame = capture.read()
         if not ok:
             break
-        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        rects = cascade.detectMultiScale(gray, scaleFactor=scale_factor, minNeighbors=config.min_neighbors,
-                                         minSize=(min_size, min_size))
-        found.append(suppress_duplicates(xywh_to_xyxy(rects)))
+        found.append(detector.detect(frame, still=True).xyxy)
     capture.release()
     return found * video.loop if video.bit_exact else found

@@ -4,30 +4,25 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
-import cv2
 import numpy as np
 
+from benchmarks.media import full_scan_detector
 from benchmarks.paced import PacedVideoSource
 from benchmarks.procmon import ProcessMonitor
 from edge.capture import VideoSource
-from edge.classify import Classifier
 from edge.config import Config, override
-from edge.crop import crop_faces
-from edge.detect import FaceDetector, load_cascade, xywh_to_xyxy
+from edge.detect import Detections
 from edge.pipeline import Pipeline
-from edge.results import Faces, FrameResult
+from edge.results import FrameResult
 from edge.run import Presenter, parse_args
+from edge.runner import Runner, Stages
 
 SEEDS_SCALE_FACTOR = 1.3  # the seeds' detectMultiScale(gray, 1.3, 5) on the full frame
 SEEDS_MIN_NEIGHBORS = 5
 NO_FACES = np.empty((0, 4), np.int32)
-
-Detect = Callable[[np.ndarray], np.ndarray]  # grayscale frame -> (n, 4) xyxy boxes
 
 
 @dataclass
@@ -82,50 +77,30 @@ def decode_only(path: Path, config: Config) -> FrameLog:
     return log
 
 
-def seeds_detector(config: Config) -> Detect:
-    """The seeds' detector: one full-frame Haar scan per frame at scale 1.3, 5 neighbours."""
-    cascade = load_cascade(config.detector.cascade or None)
-    return lambda gray: xywh_to_xyxy(cascade.detectMultiScale(gray, SEEDS_SCALE_FACTOR, SEEDS_MIN_NEIGHBORS))
+class SeedsDetector:
+    """The seeds' detector: a full-frame Haar scan of every frame at scale 1.3, 5 neighbours; nothing followed."""
 
+    def __init__(self, config: Config) -> None:
+        self.scan = full_scan_detector(config.detector, SEEDS_SCALE_FACTOR, SEEDS_MIN_NEIGHBORS)
 
-def pipeline_detector(config: Config) -> Detect:
-    """The pipeline's own FaceDetector with the same settings, run in the loop."""
-    detector = FaceDetector(config.detector)
-    return lambda gray: detector.detect(gray)
+    def detect(self, frame: np.ndarray, still: bool = False) -> Detections:
+        return self.scan.detect(frame, still=True)
 
 
 def sequential(path: Path, config: Config, model: Path, workdir: Path, name: str, detector: str) -> FrameLog:
-    """One process, one frame at a time: read, detect, classify every face, draw, write video and events."""
+    """One process, one frame at a time (the library's single-process Runner): read, detect, classify every
+    face; then the CLI's Presenter tracks, draws and writes video and events, as in the pipeline variant."""
     log = FrameLog()
-    detect = seeds_detector(config) if detector == "seeds" else pipeline_detector(config)
-    classifier = Classifier(model, num_threads=config.classifier.threads)
-    info, labels = classifier.info, classifier.labels
-    source = VideoSource(str(path), config.capture, live=False)
-    runner = SimpleNamespace(labels=labels, source=source, source_spec=str(path), dropped=0, paced=False)  # a Run
+    stages = Stages(config, model, detector=SeedsDetector(config) if detector == "seeds" else None)
+    runner = Runner(str(path), config, stages=stages, track=False)  # the Presenter tracks, as it does for Pipeline
     presenter = Presenter(runner, outputs(path, workdir, name), config)
-    index = 0
     try:
-        while True:
-            stamps = {"read_start": time.perf_counter()}
-            frame = source.read()
-            if frame is None:
-                break
-            stamps["captured"] = stamps["detect_start"] = time.perf_counter()
-            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            boxes = detect(gray)
-            crops = crop_faces(gray, boxes, info.input_size, info.face_margin)
-            stamps["detect_end"] = stamps["classify_start"] = time.perf_counter()
-            probs = classifier.classify(crops) if len(crops) else np.zeros((0, len(labels)), np.float32)
-            stamps["classify_end"] = stamps["render_start"] = time.perf_counter()
-            result = FrameResult(seq=index, index=index, timestamp=source.timestamp(index),
-                                 faces=Faces(boxes, probs, labels), stamps=stamps)
+        for frame, result in runner:
             presenter(frame, result, runner)
-            stamps["rendered"] = time.perf_counter()
-            log.add(index, stamps["rendered"], boxes, result.latencies_ms())
-            index += 1
+            result.stamps["rendered"] = time.perf_counter()
+            log.add(result.index, result.stamps["rendered"], result.faces.xyxy, result.latencies_ms())
     finally:
         presenter.close()
-        source.close()
     log.finished = time.perf_counter()
     return log
 

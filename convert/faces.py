@@ -14,7 +14,7 @@ import numpy as np
 from convert import ConvertError
 from edge.config import DetectorConfig
 from edge.crop import crop_faces
-from edge.detect import FaceDetector
+from edge.detect import make_detector
 from edge.model import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -132,16 +132,21 @@ def held_out_interleaved(n: int, fraction: float) -> np.ndarray:
     return np.floor((i + 1) * fraction) > np.floor(i * fraction)
 
 
-def read_gray_image(path: Path) -> np.ndarray:
-    """An image file as grayscale, converted the way the runtime converts camera frames."""
+def read_image_file(path: Path) -> np.ndarray:
+    """An image file as a BGR frame, as the runtime reads images."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise ConvertError(f"not a decodable image: {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    return image
+
+
+def gray_of(frame: np.ndarray) -> np.ndarray:
+    """A BGR frame as grayscale, converted the way the runtime converts it for the classifier's crop."""
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
 
 
 def video_frames(path: Path) -> Iterator[np.ndarray]:
-    """Grayscale frames of a video file, in order."""
+    """BGR frames of a video file, in order."""
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise ConvertError(f"not a decodable video: {path}")
@@ -152,7 +157,7 @@ def video_frames(path: Path) -> Iterator[np.ndarray]:
             if not ok:
                 break
             decoded += 1
-            yield cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            yield frame
         if decoded == 0:
             raise ConvertError(f"not a decodable video (no frames): {path}")
     finally:
@@ -203,7 +208,8 @@ class FaceCollector:
         self.holdout = holdout
         self.augment = augment
         self.crops = crops
-        self.detector = FaceDetector(detector or DetectorConfig())
+        self.detector_config = detector or DetectorConfig()
+        self.detector = make_detector(self.detector_config)
         self.calibration = FaceSet.empty(info)
         self.validation = FaceSet.empty(info)
 
@@ -236,11 +242,12 @@ class FaceCollector:
         self.validation.extend(crops[to_validate], [origins[i] for i in to_validate])
 
     def read_video(self, path: Path) -> SourceFaces:
-        """Faces of every frame, found frame after frame with tracking, as in a live run."""
-        self.detector.reset()
+        """Faces of every frame, found frame after frame by a fresh detector following them, as in a live run."""
+        detector = make_detector(self.detector_config)
         crops, origins, count = [self.no_crops()], [], 0
-        for index, gray in enumerate(video_frames(path)):
-            found = frame_faces(gray, self.detector.detect(gray), self.info, str(path), index, self.augment)
+        for index, frame in enumerate(video_frames(path)):
+            boxes = detector.detect(frame).xyxy
+            found = frame_faces(gray_of(frame), boxes, self.info, str(path), index, self.augment)
             crops.append(found[0])
             origins += found[1]
             count = index + 1
@@ -248,11 +255,12 @@ class FaceCollector:
 
     def read_image(self, path: Path, index: int = 0) -> SourceFaces:
         """Faces of a photo (a complete still-image scan), or the image itself with --crops."""
-        gray = read_gray_image(path)
+        image = read_image_file(path)
+        gray = gray_of(image)
         if self.crops:
             found = resize_crop(gray, self.info)[None], [Origin(str(path), index)]
             return SourceFaces(*(crop_augment(*found) if self.augment else found), 1)
-        boxes = self.detector.detect(gray, still=True)
+        boxes = self.detector.detect(image, still=True).xyxy
         return SourceFaces(*frame_faces(gray, boxes, self.info, str(path), index, self.augment), 1)
 
     def read_folder(self, path: Path) -> SourceFaces:

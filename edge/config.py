@@ -13,6 +13,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 on older Raspberry Pi OS
     import tomli as tomllib
 
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
 
 class ConfigError(ValueError):
     """A config file or value is wrong; the message names the key path."""
@@ -40,7 +42,7 @@ class CaptureConfig:
 
 
 @dataclass(frozen=True)
-class DetectorConfig:
+class HaarConfig:
     cascade: str = bounded("", doc="Haar cascade XML; empty = OpenCV's frontal face")
     verify_cascade: str = bounded("haarcascade_frontalface_alt2.xml",
                                   doc="second cascade that confirms a new face at once; empty = none")
@@ -57,7 +59,16 @@ class DetectorConfig:
     track: bool = bounded(True, doc="search around last frame's faces every frame")
     track_margin: float = bounded(0.2, ge=0.1, le=2.0, doc="search region around a face, x its size")
     max_missed: int = bounded(3, ge=0, le=100, doc="frames a lost face is still searched for")
+
+
+DETECTOR_KINDS = ("haar",)  # each names its settings table below and a backend in edge.detect.BACKENDS
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    kind: str = bounded("haar", choices=DETECTOR_KINDS, doc="face detector backend")
     threads: int = bounded(0, ge=0, le=64, doc="OpenCV threads in the detector; 0 = OpenCV default (all cores)")
+    haar: HaarConfig = field(default_factory=HaarConfig)
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,9 @@ class RenderConfig:
     probabilities: bool = bounded(False, doc="draw per-face probability bars")
     latency: bool = bounded(True, doc="draw per-stage latency")
     fps_window_s: float = bounded(1.0, gt=0.0, le=60.0)
-    codec: str = bounded("mp4v", doc="FourCC of the output video")
+    codec: str = bounded("h264", doc="h264 (PyAV, the video extra; mp4v without it) or an OpenCV FourCC")
+    preset: str = bounded("ultrafast", choices=X264_PRESETS, doc="x264 preset of h264 videos: CPU against size")
+    encoder_threads: int = bounded(0, ge=0, le=64, doc="x264 threads; 0 = x264's default (about 1.5 per core)")
 
 
 @dataclass(frozen=True)
@@ -134,6 +147,22 @@ def check_value(path: str, f: dataclasses.Field, value: Any) -> Any:
     return value
 
 
+def table_type(f: dataclasses.Field) -> type | None:
+    """The settings dataclass of a field that is a table of its own, else None."""
+    section_type = f.default_factory
+    return section_type if isinstance(section_type, type) and dataclasses.is_dataclass(section_type) else None
+
+
+def unknown_key(cls: type, key: str, path: str) -> ConfigError:
+    """The error for a key ``cls`` does not have; it names the table that has it now (e.g. a key that moved)."""
+    fields = dataclasses.fields(cls)
+    homes = [f"{path[:-len(key)]}{f.name}.{key}" for f in fields
+             if table_type(f) and key in {g.name for g in dataclasses.fields(table_type(f))}]
+    if homes:
+        return ConfigError(f"config key {path} moved: it is now {' or '.join(homes)}")
+    return ConfigError(f"unknown config key {path} (known: {', '.join(f.name for f in fields)})")
+
+
 def build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     """Build a (nested) settings dataclass from a dict, rejecting unknown keys by path."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -141,10 +170,10 @@ def build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     for key, value in data.items():
         path = f"{prefix}{key}"
         if key not in fields:
-            raise ConfigError(f"unknown config key {path} (known: {', '.join(fields)})")
+            raise unknown_key(cls, key, path)
         f = fields[key]
-        section_type = f.default_factory
-        if isinstance(section_type, type) and dataclasses.is_dataclass(section_type):
+        section_type = table_type(f)
+        if section_type is not None:
             if not isinstance(value, dict):
                 raise ConfigError(f"config key {path} must be a table, got {value!r}")
             values[key] = build(section_type, value, prefix=f"{path}.")
@@ -167,9 +196,20 @@ def load_config(path: str | Path | None) -> Config:
     return build(Config, data)
 
 
-def override(config: Config, section: str, **values: Any) -> Config:
-    """A copy of config with some keys of one section replaced, validated like the file."""
-    current = getattr(config, section)
+def override(config: Any, section: str, **values: Any) -> Any:
+    """A copy of config with some keys of one section (e.g. "render", "detector.haar") replaced, validated like the file."""
+    return replaced(config, section.split("."), values, "")
+
+
+def replaced(settings: Any, tables: list[str], values: dict[str, Any], prefix: str) -> Any:
+    """``settings`` with ``values`` set in its table reached through ``tables`` (key paths start at ``prefix``)."""
+    head, path = tables[0], f"{prefix}{tables[0]}"
+    current = getattr(settings, head)
+    if len(tables) > 1:
+        return dataclasses.replace(settings, **{head: replaced(current, tables[1:], values, f"{path}.")})
     fields = {f.name: f for f in dataclasses.fields(current)}
-    checked = {k: check_value(f"{section}.{k}", fields[k], v) for k, v in values.items()}
-    return dataclasses.replace(config, **{section: dataclasses.replace(current, **checked)})
+    for key in values:
+        if key not in fields:
+            raise unknown_key(type(current), key, f"{path}.{key}")
+    checked = {k: check_value(f"{path}.{k}", fields[k], v) for k, v in values.items()}
+    return dataclasses.replace(settings, **{head: dataclasses.replace(current, **checked)})

@@ -131,11 +131,11 @@ def detector_main(config: Config, crop_size: tuple[int, int], margin: float,
         import cv2
 
         from edge.crop import crop_faces
-        from edge.detect import FaceDetector
+        from edge.detect import make_detector
 
         if config.detector.threads > 0:  # 0 keeps OpenCV's default; cv2.setNumThreads(0) would disable threads
             cv2.setNumThreads(config.detector.threads)
-        detector = FaceDetector(config.detector)
+        detector = make_detector(config.detector)
         report(status, "ready", "detector", None)
     except Exception as exc:  # report any start-up failure as one line to the main process
         report(status, "error", "detector", str(exc))
@@ -148,8 +148,8 @@ def detector_main(config: Config, crop_size: tuple[int, int], margin: float,
                 continue
             task.stamps["detect_start"] = time.perf_counter()
             frame = ring.frame(task.slot, task.shape)
-            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            boxes = detector.detect(gray, still=task.still)
+            boxes = detector.detect(frame, still=task.still).xyxy
+            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)  # the classifier's crop, apart from detection
             crops = crop_faces(gray, boxes, crop_size, margin)
             task.stamps["detect_end"] = time.perf_counter()
             out.put((task, boxes, crops))

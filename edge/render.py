@@ -15,6 +15,7 @@ from typing import IO
 import cv2
 import numpy as np
 
+from edge import video
 from edge.config import RenderConfig
 from edge.results import UNCERTAIN, FrameResult
 
@@ -169,36 +170,44 @@ def check_writable(path: Path) -> None:
 
 
 class VideoSink:
-    """Writes annotated frames to a video at the source's size and frame rate."""
+    """Writes annotated frames to a video at the source's size and frame rate (see edge.video for the codecs).
 
-    def __init__(self, path: Path, fps: float, codec: str) -> None:
+    ``write`` and ``close`` raise OSError when the file cannot be written or finished (a full disk
+    included); after a failed ``write``, ``close`` only releases the file and does not raise again.
+    """
+
+    def __init__(self, path: Path, fps: float, render: RenderConfig) -> None:
         check_writable(path)
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             raise OutputError(f"output video must end in one of {sorted(VIDEO_SUFFIXES)}: {path}")
-        if len(codec) != 4:
-            raise OutputError(f"render.codec must be a 4-character FourCC, got {codec!r}")
+        if render.codec.lower() != video.H264 and len(render.codec) != 4:
+            raise OutputError(f"render.codec must be {video.H264!r} or a 4-character FourCC, got {render.codec!r}")
         self.path = path
         self.fps = fps
-        self.codec = codec
-        self.writer: cv2.VideoWriter | None = None
-        self.size: tuple[int, int] | None = None
+        self.render = render
+        self.writer: video.VideoWriter | None = None
         self.frames = 0
 
     def write(self, frame: np.ndarray, result: FrameResult) -> None:
         if self.writer is None:
-            self.size = (frame.shape[1], frame.shape[0])
-            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.codec), self.fps, self.size)
-            if not self.writer.isOpened():
-                raise OutputError(f"cannot write video {self.path} with codec {self.codec}")
-        if (frame.shape[1], frame.shape[0]) != self.size:
-            frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
-        self.writer.write(frame)
+            self.writer = self._open((frame.shape[1], frame.shape[0]))
+        size = self.writer.size
+        if (frame.shape[1], frame.shape[0]) != size:  # an image folder's frames vary in size
+            frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        self.writer.write(frame, result.timestamp)
         self.frames += 1
+
+    def _open(self, size: tuple[int, int]) -> video.VideoWriter:
+        try:
+            return video.open_writer(self.path, self.fps, size, self.render.codec, self.render.preset,
+                                     self.render.encoder_threads)
+        except OSError as exc:  # at the first frame: the codec or the path is at fault, not the run
+            raise OutputError(str(exc)) from None
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.release()
-            self.writer = None
+            writer, self.writer = self.writer, None
+            writer.close()
 
 
 class ImageSink:
@@ -263,10 +272,11 @@ class EventSink:
         self.file.close()
 
 
-def make_frame_sink(path: Path, source_still: bool, single_image: bool, fps: float, codec: str) -> VideoSink | ImageSink:
+def make_frame_sink(path: Path, source_still: bool, single_image: bool, fps: float,
+                    render: RenderConfig) -> VideoSink | ImageSink:
     """A video file for video outputs; images for image sources with an image or folder path."""
     if path.suffix.lower() in VIDEO_SUFFIXES:
-        return VideoSink(path, fps, codec)
+        return VideoSink(path, fps, render)
     if source_still:
         return ImageSink(path, single=single_image)
     raise OutputError(f"output video must end in one of {sorted(VIDEO_SUFFIXES)}: {path}")

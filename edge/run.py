@@ -109,8 +109,7 @@ class Presenter:
         source = self.pipeline.source
         if self.args.output and self.frames is None:
             single = source.still and len(getattr(source, "paths", [])) == 1
-            self.frames = make_frame_sink(self.args.output, source.still, single, source.fps,
-                                          self.config.render.codec)
+            self.frames = make_frame_sink(self.args.output, source.still, single, source.fps, self.config.render)
         if not self.args.headless and self.window is None:
             if display_available():
                 self.window = Window(f"edge: {source.name}")

@@ -12,7 +12,7 @@ import pytest
 from edge.classify import DEFAULT_MODEL, Classifier, input_lookup_table, tensor_quant
 from edge.config import DetectorConfig
 from edge.crop import crop_faces
-from edge.detect import FaceDetector
+from edge.detect import make_detector
 from edge.model import ModelError, TensorQuant, load_model_info, metadata_path
 from tests.conftest import DATA
 
@@ -23,8 +23,9 @@ def classifier() -> Classifier:
 
 
 def face_crops(classifier: Classifier, name: str) -> np.ndarray:
-    gray = cv2.cvtColor(cv2.imread(str(DATA / name)), cv2.COLOR_BGR2GRAY)
-    boxes = FaceDetector(DetectorConfig()).detect(gray, still=True)
+    image = cv2.imread(str(DATA / name))
+    boxes = make_detector(DetectorConfig()).detect(image, still=True).xyxy
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     return crop_faces(gray, boxes, classifier.info.input_size, classifier.info.face_margin)
 
 

@@ -10,24 +10,41 @@ from edge.config import Config, ConfigError, load_config, override
 from tests.conftest import ROOT
 
 
+def documented_keys(table: dict, prefix: str = "") -> set[str]:
+    """Every key path of a parsed TOML table, nested tables included."""
+    keys = set()
+    for key, value in table.items():
+        keys |= documented_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
+    return keys
+
+
+def settings_keys(settings: object, prefix: str = "") -> set[str]:
+    """Every key path of a settings dataclass, nested tables included."""
+    keys = set()
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        keys |= settings_keys(value, f"{prefix}{f.name}.") if dataclasses.is_dataclass(value) else {f"{prefix}{f.name}"}
+    return keys
+
+
 def test_shipped_config_documents_every_key_with_its_default():
     import tomllib
 
     shipped = tomllib.loads((ROOT / "config.toml").read_text())
-    defaults = Config()
-    for section in dataclasses.fields(Config):
-        expected = {f.name for f in dataclasses.fields(getattr(defaults, section.name))}
-        assert set(shipped[section.name]) == expected, section.name
-    assert load_config(ROOT / "config.toml") == defaults
+    assert documented_keys(shipped) == settings_keys(Config())
+    assert load_config(ROOT / "config.toml") == Config()
 
 
 @pytest.mark.parametrize("text, message", [
-    ("[detector]\nscale_factor = 0.9\n", "detector.scale_factor must be > 1.0, got 0.9"),
-    ("[detector]\nscale_factr = 1.2\n", "unknown config key detector.scale_factr"),
+    ("[detector.haar]\nscale_factor = 0.9\n", "detector.haar.scale_factor must be > 1.0, got 0.9"),
+    ("[detector.haar]\nscale_factr = 1.2\n", "unknown config key detector.haar.scale_factr"),
+    ("[detector]\nscale_factor = 1.2\n", "config key detector.scale_factor moved: it is now detector.haar.scale_factor"),
+    ("[detector]\nkind = 'yolo'\n", "config key detector.kind must be one of ['haar'"),
+    ("[detector]\nhaar = 1\n", "config key detector.haar must be a table"),
     ("[detectr]\n", "unknown config key detectr"),
     ("[capture]\nring_slots = 'many'\n", "capture.ring_slots must be int, got str"),
     ("[capture]\nlive = 'sometimes'\n", "capture.live must be one of"),
-    ("[detector]\nmin_face = 0\n", "detector.min_face must be > 0.0"),
+    ("[detector.haar]\nmin_face = 0\n", "detector.haar.min_face must be > 0.0"),
     ("[render]\nlatency = 1\n", "render.latency must be bool"),
     ("detector = 3\n", "config key detector must be a table"),
     ("[detector\n", "not valid TOML"),
@@ -39,7 +56,8 @@ def test_bad_values_are_rejected_naming_the_key(tmp_path, text, message):
         load_config(path)
 
 
-@pytest.mark.parametrize("text", ["", "[detector]\nscale_factor = 1.3\nmin_neighbors = 5\n", "[capture]\nfps = 30\n"])
+@pytest.mark.parametrize("text", ["", "[detector.haar]\nscale_factor = 1.3\nmin_neighbors = 5\n", "[capture]\nfps = 30\n",
+                                  "[detector]\nkind = 'haar'\nthreads = 1\n"])
 def test_good_values_load(tmp_path, text):
     path = tmp_path / "good.toml"
     path.write_text(text)
@@ -57,3 +75,12 @@ def test_override_is_validated():
     assert config.render.probabilities is True
     with pytest.raises(ConfigError, match="capture.live must be one of"):
         override(Config(), "capture", live="maybe")
+
+
+def test_override_reaches_a_nested_table_and_names_its_path():
+    config = override(Config(), "detector.haar", max_missed=7)
+    assert config.detector.haar.max_missed == 7 and config.detector.haar.min_face == Config().detector.haar.min_face
+    with pytest.raises(ConfigError, match="detector.haar.max_missed must be <= 100"):
+        override(Config(), "detector.haar", max_missed=1000)
+    with pytest.raises(ConfigError, match="config key detector.min_face moved: it is now detector.haar.min_face"):
+        override(Config(), "detector", min_face=0.1)

@@ -1,14 +1,17 @@
-"""Detector: every face of the sample photos, tracking through the sample clip, scan planning."""
+"""Detector: the seam (Detections, factory), and the Haar backend on the sample media: photos, the clip, scan planning."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import cv2
 import numpy as np
 import pytest
 
-from edge.config import DetectorConfig
 from edge.boxes import iou_matrix
-from edge.detect import FaceDetector, plan_full_scan, suppress_duplicates
+from edge.config import DETECTOR_KINDS, DetectorConfig, HaarConfig
+from edge.detect import BACKENDS, Detections, DetectorError, make_detector
+from edge.haar import HaarDetector, plan_full_scan, suppress_duplicates
 from tests.conftest import DATA
 
 # Hand-checked boxes of the five faces in multi_face.jpg (x1, y1, x2, y2).
@@ -20,42 +23,77 @@ def gray(name: str) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(DATA / name)), cv2.COLOR_BGR2GRAY)
 
 
-def video_frames(name: str) -> list[np.ndarray]:
+def video_frames(name: str, color: bool = False) -> list[np.ndarray]:
     capture, frames = cv2.VideoCapture(str(DATA / name)), []
     while True:
         ok, frame = capture.read()
         if not ok:
             return frames
-        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+        frames.append(frame if color else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+
+
+def boxes_of(detector: HaarDetector, frame: np.ndarray, still: bool = False) -> np.ndarray:
+    return detector.detect(frame, still=still).xyxy
+
+
+@pytest.mark.parametrize("columns, message", [
+    ({"xyxy": np.zeros((2, 4)), "scores": np.ones(2), "keypoints": np.zeros((2, 6, 2))}, None),
+    ({"xyxy": []}, None),
+    ({"xyxy": np.zeros((3,))}, r"xyxy: expected shape \(_, 4\), got \(3,\)"),
+    ({"xyxy": np.zeros((2, 4)), "scores": np.ones(3)}, r"scores: expected shape \(2,\), got \(3,\)"),
+    ({"xyxy": np.zeros((1, 4)), "keypoints": np.zeros((1, 6))}, r"keypoints: expected shape \(1, _, 2\)"),
+])
+def test_detections_validate_their_columns(columns, message):
+    if message is None:
+        detections = Detections(**columns)
+        assert detections.xyxy.dtype == np.int32 and detections.xyxy.shape == (len(detections), 4)
+    else:
+        with pytest.raises(ValueError, match=message):
+            Detections(**columns)
+
+
+def test_the_factory_builds_every_configured_kind_and_refuses_others():
+    assert set(BACKENDS) == set(DETECTOR_KINDS)
+    assert isinstance(make_detector(DetectorConfig()), HaarDetector)  # the default
+    with pytest.raises(DetectorError, match="unknown detector.kind 'yolo'"):
+        make_detector(dataclasses.replace(DetectorConfig(), kind="yolo"))
+
+
+def test_haar_takes_the_bgr_frame_and_finds_what_it_finds_in_gray():
+    image = cv2.imread(str(DATA / "multi_face.jpg"))
+    detector = make_detector(DetectorConfig())
+    found = detector.detect(image, still=True)
+    assert found.scores is None and found.keypoints is None
+    assert np.array_equal(found.xyxy, boxes_of(detector, gray("multi_face.jpg"), still=True))
 
 
 def test_every_face_of_the_group_photo_is_found():
-    boxes = FaceDetector(DetectorConfig()).detect(gray("multi_face.jpg"), still=True)
+    boxes = boxes_of(HaarDetector(HaarConfig()), gray("multi_face.jpg"), still=True)
     assert len(boxes) == 5
     assert (iou_matrix(MULTI_FACES, boxes).max(axis=1) > 0.5).all()
 
 
 def test_single_face_photo():
-    assert len(FaceDetector(DetectorConfig()).detect(gray("single_face.jpg"), still=True)) == 1
+    assert len(boxes_of(HaarDetector(HaarConfig()), gray("single_face.jpg"), still=True)) == 1
 
 
-def test_tracking_keeps_the_face_in_every_frame_full_resolution_haar_finds_it():
+def test_following_keeps_the_face_in_every_frame_full_resolution_haar_finds_it():
     frames = video_frames("single_face.mp4")
-    detector = FaceDetector(DetectorConfig())
+    detector = HaarDetector(HaarConfig())
     cascade = detector.cascade
-    ours = [len(detector.detect(frame)) for frame in frames]
+    ours = [len(boxes_of(detector, frame)) for frame in frames]
     reference = [len(cascade.detectMultiScale(f, 1.1, 4, minSize=(24, 24))) > 0 for f in frames]
     assert all(n == 1 for n in ours)
     assert sum(n > 0 for n in ours) >= sum(reference)
 
 
 def test_no_face_video_gives_no_faces():
-    detector = FaceDetector(DetectorConfig())
-    assert sum(len(detector.detect(frame)) for frame in video_frames("no_face.mp4")) == 0
+    detector = make_detector(DetectorConfig())
+    assert sum(len(detector.detect(frame)) for frame in video_frames("no_face.mp4", color=True)) == 0
 
 
 def test_scan_plan_covers_every_size_in_equal_slices():
-    config = DetectorConfig(scan_slices=8)
+    config = HaarConfig(scan_slices=8)
     plan = plan_full_scan((360, 640), config, window=24)
     assert len(plan.slices) == 8
     assert plan.sizes[0] == 24 and plan.sizes[-1] * config.scan_scale_factor > 360 * config.max_face
@@ -70,16 +108,16 @@ def test_scan_plan_covers_every_size_in_equal_slices():
 
 
 def test_smallest_face_follows_min_face_and_downscale():
-    assert plan_full_scan((720, 1280), DetectorConfig(min_face=0.1), window=24).sizes[0] == pytest.approx(72)
-    assert plan_full_scan((720, 1280), DetectorConfig(min_face=0.01), window=24).sizes[0] == 24
-    assert plan_full_scan((720, 1280), DetectorConfig(min_face=0.01, downscale=0.25), 24).sizes[0] == 96
+    assert plan_full_scan((720, 1280), HaarConfig(min_face=0.1), window=24).sizes[0] == pytest.approx(72)
+    assert plan_full_scan((720, 1280), HaarConfig(min_face=0.01), window=24).sizes[0] == 24
+    assert plan_full_scan((720, 1280), HaarConfig(min_face=0.01, downscale=0.25), 24).sizes[0] == 96
 
 
 def test_a_full_cycle_of_one_scale_scans_proposes_every_face_a_multi_scale_scan_finds():
     """The one-scale proposals lose nothing against OpenCV's own scan at the same size step."""
     photo = gray("multi_face.jpg")
-    config = DetectorConfig()
-    detector = FaceDetector(config)
+    config = HaarConfig()
+    detector = HaarDetector(config)
     rects = detector.cascade.detectMultiScale(photo, config.scan_scale_factor, config.min_neighbors, minSize=(24, 24))
     reference = np.array([(x, y, x + w, y + h) for x, y, w, h in rects])
     assert len(reference) >= 4  # the fifth face needs the finer step of still images
@@ -98,17 +136,17 @@ def test_suppress_duplicates_keeps_one_box_per_face():
 
 def test_a_new_face_is_shown_at_once_when_verified_else_after_confirm_frames():
     frames = video_frames("single_face.mp4")[:6]
-    verified = FaceDetector(DetectorConfig())
+    verified = HaarDetector(HaarConfig())
     assert [len(verified.detect(f)) for f in frames] == [1] * 6
-    unverified = FaceDetector(DetectorConfig(verify_cascade="", confirm_frames=3))
+    unverified = HaarDetector(HaarConfig(verify_cascade="", confirm_frames=3))
     assert [len(unverified.detect(f)) for f in frames] == [0, 0, 1, 1, 1, 1]
 
 
 def test_lettering_is_proposed_but_never_shown():
     """no_face.mp4's title lettering gets one-scale proposals; the local search rejects them all."""
     frames = video_frames("no_face.mp4")
-    fine = DetectorConfig(scan_slices=1, scan_scale_factor=1.1, verify_cascade="", confirm_frames=1)
-    detector = FaceDetector(fine)
+    fine = HaarConfig(scan_slices=1, scan_scale_factor=1.1, verify_cascade="", confirm_frames=1)
+    detector = HaarDetector(fine)
     plan = detector.plan(frames[0].shape)
     none = np.empty((0, 4), np.int32)
     assert sum(len(detector.propose(f, plan.units, hide=none)) for f in frames) > 0
@@ -119,7 +157,7 @@ def test_lettering_is_proposed_but_never_shown():
 def test_a_face_appearing_at_any_size_is_found_within_one_scan_cycle(size):
     """From 24 px (a webcam face at ~3 m) to the frame's height, with the default config."""
     photo = gray("single_face.jpg")
-    reference = FaceDetector(DetectorConfig()).scan_full_resolution(photo)[0]
+    reference = HaarDetector(HaarConfig()).scan_full_resolution(photo)[0]
     scale = size / (reference[2] - reference[0])
     shrunk = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     face = np.round(reference * scale).astype(int)
@@ -129,13 +167,13 @@ def test_a_face_appearing_at_any_size_is_found_within_one_scan_cycle(size):
     x1, y1, x2, y2 = max(0, ox), max(0, oy), min(640, ox + shrunk.shape[1]), min(360, oy + shrunk.shape[0])
     scene[y1:y2, x1:x2] = shrunk[y1 - oy:y2 - oy, x1 - ox:x2 - ox]
     truth = (face + [ox, oy, ox, oy])[None]
-    config = DetectorConfig()
-    detector = FaceDetector(config)
+    config = HaarConfig()
+    detector = HaarDetector(config)
     noise = np.random.default_rng(size)
     found_after = None
     for frame_number in range(5 + config.scan_slices):
         picture = scene if frame_number >= 5 else np.full_like(scene, 100)  # the face comes in at frame 5
-        boxes = detector.detect(cv2.add(picture, noise.integers(0, 3, scene.shape, dtype=np.uint8)))
+        boxes = boxes_of(detector, cv2.add(picture, noise.integers(0, 3, scene.shape, dtype=np.uint8)))
         if frame_number < 5:
             assert len(boxes) == 0
         elif found_after is None and len(boxes) and iou_matrix(truth, boxes).max() > 0.5:

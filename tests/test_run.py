@@ -103,7 +103,7 @@ def bad_files(tmp_path_factory):
     (folder / "not_video.mp4").write_bytes(b"\x00" * 2048)
     (folder / "corrupt.tflite").write_bytes(b"garbage" * 100)
     (folder / "corrupt.json").write_text((ROOT / "edge/models/fer2013_mini_xception_int8.json").read_text())
-    (folder / "bad.toml").write_text("[detector]\nscale_factor = 0.9\n")
+    (folder / "bad.toml").write_text("[detector.haar]\nscale_factor = 0.9\n")
     return folder
 
 
@@ -114,7 +114,7 @@ def bad_files(tmp_path_factory):
     (["--source", "rtsp://127.0.0.1:9/stream"], "stream could not be opened"),
     (["--model", "{bad}/missing.tflite"], "model file not found"),
     (["--model", "{bad}/corrupt.tflite"], "not a loadable TFLite model"),
-    (["--config", "{bad}/bad.toml"], "config key detector.scale_factor must be > 1.0, got 0.9"),
+    (["--config", "{bad}/bad.toml"], "config key detector.haar.scale_factor must be > 1.0, got 0.9"),
     (["--output", "{bad}/no/such/dir/out.mp4"], "output folder does not exist"),
     (["--output", "{bad}/out.txt"], "output video must end in one of"),
 ])
@@ -133,7 +133,7 @@ def test_validate_config(bad_files):
     good = run_cli("--config", str(ROOT / "config.toml"), "--validate-config")
     assert good.returncode == 0 and "config OK" in good.stdout
     bad = run_cli("--config", str(bad_files / "bad.toml"), "--validate-config")
-    assert bad.returncode == 2 and "detector.scale_factor" in bad.stderr
+    assert bad.returncode == 2 and "detector.haar.scale_factor" in bad.stderr
 
 
 @pytest.fixture(scope="module")
