@@ -136,15 +136,16 @@ def test_unlabelled_faces_are_found_and_cropped_by_the_runtime_detector() -> Non
 
     from edge.config import DetectorConfig
     from edge.crop import crop_faces
-    from edge.detect import FaceDetector
+    from edge.detect import make_detector
     from edge.model import FER2013_LABELS
     from train.config import network_info
     from train.distill import unlabelled_faces
 
     info = network_info(FER2013_LABELS, 48, 0.1)
     photo = unlabelled_faces([DATA / "multi_face.jpg"], info, crops=False, limit=1000)
-    gray = cv2.cvtColor(cv2.imread(str(DATA / "multi_face.jpg")), cv2.COLOR_BGR2GRAY)
-    boxes = FaceDetector(DetectorConfig()).detect(gray, still=True)
+    frame = cv2.imread(str(DATA / "multi_face.jpg"))
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    boxes = make_detector(DetectorConfig()).detect(frame, still=True).xyxy
     assert len(photo) == len(boxes) == 5
     np.testing.assert_array_equal(photo, crop_faces(gray, boxes, (48, 48), 0.1))  # the device's own crops
     video = unlabelled_faces([DATA / "single_face.mp4"], info, crops=False, limit=1000)

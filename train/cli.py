@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from convert import ConvertError
+from edge.config import ConfigError
 from edge.detect import DetectorError
 from edge.model import ModelError
 from train import TrainError
@@ -174,7 +175,7 @@ def main_with(run_fn: Callable[[argparse.Namespace], dict[str, Any]], args: argp
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         metrics = run_fn(args)
-    except (TrainError, ModelError, ConvertError, DetectorError) as exc:
+    except (TrainError, ModelError, ConvertError, DetectorError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

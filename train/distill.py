@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from convert.faces import FaceCollector
+from edge.config import DetectorConfig, load_config
 from edge.model import ModelInfo, load_model_info
 from train import TrainError
 from train.cli import (add_data_flags, add_model_flags, add_run_flags, add_training_flags, load_data, main_with,
@@ -43,6 +44,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                               "by the runtime's detector, as on the device")
     distill.add_argument("--unlabelled-crops", action="store_true",
                          help="the unlabelled images are face crops already: resize them, detect nothing")
+    distill.add_argument("--config", type=Path,
+                         help="runtime config.toml whose [detector] finds the unlabelled faces (default: the "
+                              "runtime's defaults, detector.kind haar)")
     distill.add_argument("--max-unlabelled", type=int, default=DEFAULT_MAX_UNLABELLED,
                          help=f"most unlabelled faces used, spread evenly (default {DEFAULT_MAX_UNLABELLED})")
     add_model_flags(parser, "--student")
@@ -58,16 +62,20 @@ def distill_config(args: argparse.Namespace) -> TrainConfig:
     for path in args.unlabelled:
         if not path.exists():
             raise TrainError(f"unlabelled source not found: {path}")
+    if args.config is not None and not args.config.is_file():
+        raise TrainError(f"config file not found: {args.config}")
     if args.max_unlabelled < 1:
         raise TrainError(f"--max-unlabelled must be >= 1, got {args.max_unlabelled}")
     distill = DistillConfig(args.teacher, args.temperature, args.alpha, tuple(str(p) for p in args.unlabelled))
     return train_config(args, arch=args.arch or DEFAULT_STUDENT, distill=distill)
 
 
-def unlabelled_faces(paths: list[Path], info: ModelInfo, crops: bool, limit: int) -> np.ndarray:
+def unlabelled_faces(paths: list[Path], info: ModelInfo, crops: bool, limit: int,
+                     detector: DetectorConfig | None = None) -> np.ndarray:
     """Face crops of the unlabelled sources at the student's input size and margin, cut as the device does
-    (convert.faces: the runtime's detector and edge.crop.crop_faces; still-image scans, video tracking)."""
-    collector = FaceCollector(info, holdout=0.0, crops=crops)
+    (convert.faces: the runtime's detector from edge.detect.make_detector and edge.crop.crop_faces;
+    still-image scans for photos, frame-after-frame following for videos)."""
+    collector = FaceCollector(info, holdout=0.0, crops=crops, detector=detector)
     for path in paths:
         collector.add(path, "calibration")
     faces = collector.result().calibration.subsample(limit)
@@ -83,8 +91,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     check_out_folder(args.out, args.resume)
     data = load_data(args, config)
     info = network_info(data.classes, data.side, config.face_margin)
-    unlabelled = (unlabelled_faces(args.unlabelled, info, args.unlabelled_crops, args.max_unlabelled)
-                  if args.unlabelled else None)
+    unlabelled = None
+    if args.unlabelled:
+        detector = load_config(args.config).detector if args.config else None
+        unlabelled = unlabelled_faces(args.unlabelled, info, args.unlabelled_crops, args.max_unlabelled, detector)
     from train.fit import train  # TensorFlow loads here, after the input has been checked
 
     return train(data, config, args.out, resume=args.resume, verbose=2 if args.quiet else "auto",
