@@ -30,6 +30,7 @@ UNLABELLED = 1200  # unlabelled crops beside the labelled set
 SIDE = "40"  # the paper's input side, for teacher and student
 EPOCHS, FINE_TUNE = "12", "3"
 STUDENT_EPOCHS = "8"
+STUDENT = ("--schedule", "cosine", "--lr", "0.003")
 PRESET = ("--recipe", "khaireddin", "--width", "0.125", "--epochs", EPOCHS, "--fine-tune-epochs", FINE_TUNE)
 # deliberately weak: the same network and epochs, plain SGD without momentum at a constant rate, no augmentation
 WEAK = ("--arch", "vgg_khaireddin", "--width", "0.125", "--epochs", str(int(EPOCHS) + int(FINE_TUNE)),
@@ -79,7 +80,7 @@ def distill(data: Path, teacher: Path, out: Path, *extra: str) -> Path:
     from train.distill import main
 
     assert main([*common(data, out), "--teacher", str(teacher / "model.keras"), "--student", "mini_xception",
-                 "--epochs", STUDENT_EPOCHS, *extra]) == 0
+                 "--epochs", STUDENT_EPOCHS, *STUDENT, *extra]) == 0
     return out
 
 
@@ -167,3 +168,16 @@ def test_distill_refuses_a_student_too_big_for_the_edge(teacher: Path, hard: tup
     (tmp_path / "bare.keras").write_bytes(b"x")
     assert main([*common(hard[0], tmp_path / "c"), "--teacher", str(tmp_path / "bare.keras")]) == 2
     assert "model metadata not found" in capsys.readouterr().err
+
+
+def test_distill_resume_continues_the_student(student: Path, hard: tuple[Path, Path], teacher: Path,
+                                              tmp_path: Path) -> None:
+    """last.keras holds the whole Distiller (student, teacher, optimizer): a resumed run rebuilds it."""
+    import shutil
+
+    resumed = shutil.copytree(student, tmp_path / "resumed")
+    distill(hard[0], teacher, resumed, "--resume", "--epochs", str(int(STUDENT_EPOCHS) + 1))
+    with (resumed / "train_log.csv").open() as handle:
+        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == list(range(int(STUDENT_EPOCHS) + 1))
+    info = load_model_info(resumed / "model.keras")
+    assert info.provenance["epochs"] == int(STUDENT_EPOCHS) + 1 and "distilled_from" in info.provenance

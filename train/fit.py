@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -14,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from convert.build import file_sha256
 from edge.model import ModelInfo, load_model_info, save_model_info
 from train import TrainError
 from train.augment import augment_batch
@@ -188,14 +188,6 @@ def compile_model(model: Any, config: TrainConfig) -> None:
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def run_identity(config: TrainConfig, data: Dataset) -> dict[str, Any]:
     """What a resumed run must share with the run it resumes."""
     identity = {"arch": config.arch, "width": config.width, "labels": list(data.classes), "side": data.side,
@@ -298,10 +290,13 @@ def train(data: Dataset, config: TrainConfig, out: str | Path, resume: bool = Fa
                   callbacks=callbacks(out, config, state, resume or first > 0, steps, fine_tune), verbose=verbose)
 
     model = load_or_build_model(out, config, data, resume)
+    if main_run_extended(state, config):
+        state["main_epochs"] = None
     if state["main_epochs"] is None:
         if state["epochs_done"] < config.epochs:
             fit(model, state["epochs_done"], config.epochs, fine_tune=False)
         state["main_epochs"] = state["epochs_done"]  # early stopping may have ended it sooner
+        state["stopped_early"] = state["epochs_done"] < config.epochs
         write_state(out / STATE_FILE, state)
         if config.fine_tune_epochs:
             log.info("fine-tuning from the best epoch (%s) for %d epochs", (state["best_epoch"] or 0) + 1,
@@ -313,6 +308,12 @@ def train(data: Dataset, config: TrainConfig, out: str | Path, resume: bool = Fa
     if state["epochs_done"] >= total and resume:
         log.info("%s holds a finished run of %d epochs; evaluating", out, state["epochs_done"])
     return finish(model, test_set, info, config, out, device)
+
+
+def main_run_extended(state: dict[str, Any], config: TrainConfig) -> bool:
+    """A finished main run resumed with more --epochs (and no fine-tune begun) trains on."""
+    return (state["main_epochs"] is not None and not state.get("stopped_early")
+            and state["epochs_done"] == state["main_epochs"] < config.epochs)
 
 
 def build_trainee(config: TrainConfig, data: Dataset) -> Any:
