@@ -305,7 +305,7 @@ def test_ten_crop_views_are_corners_centre_and_mirrors() -> None:
 
     images = np.random.default_rng(2).integers(0, 256, (3, 48, 48), dtype=np.uint8)
     assert crop_boxes(48, 0.875) == [(0, 0, 42), (6, 0, 42), (0, 6, 42), (6, 6, 42), (3, 3, 42)]
-    ten = views(images, "ten_crop")
+    ten = views(images, "ten_crop", 0.875)
     assert ten.shape == (3, 10, 48, 48) and ten.dtype == np.uint8
     np.testing.assert_array_equal(ten[:, 5:], ten[:, :5, :, ::-1])  # the mirrors of the five crops
     centre = cv2.resize(images[0, 3:45, 3:45], (48, 48), interpolation=cv2.INTER_LINEAR)
