@@ -11,13 +11,13 @@ import numpy as np
 from benchmarks.stats import summarize
 from edge.classify import Classifier
 from edge.config import Config
-from edge.crop import crop_faces
+from edge.crop import detect_and_crop
 from edge.detect import make_detector
 from edge.model import ModelInfo, load_model_info
 
 
 def face_crops(path: Path, config: Config, info: ModelInfo, limit: int) -> np.ndarray:
-    """(n, h, w) face crops cut from a video exactly as the detector process cuts them."""
+    """(n, *crop_shape) face crops cut from a video exactly as the detector process cuts them."""
     detector = make_detector(config.detector)
     capture = cv2.VideoCapture(str(path))
     crops: list[np.ndarray] = []
@@ -25,11 +25,9 @@ def face_crops(path: Path, config: Config, info: ModelInfo, limit: int) -> np.nd
         ok, frame = capture.read()
         if not ok:
             break
-        boxes = detector.detect(frame).xyxy
-        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        crops.extend(crop_faces(gray, boxes, info.input_size, info.face_margin))
+        crops.extend(detect_and_crop(detector, frame, info)[1])
     capture.release()
-    return np.stack(crops[:limit]) if crops else np.zeros((0, info.input_height, info.input_width), np.uint8)
+    return np.stack(crops[:limit]) if crops else np.zeros((0, *info.crop_shape), np.uint8)
 
 
 def model_kind(classifier: Classifier) -> str:

@@ -22,8 +22,8 @@ def convert_command(keras_path: Path, out_path: Path, like: Path) -> list[str]:
     """Float32 conversion with the labels, normalisation and face margin of the model it is compared with."""
     info = load_model_info(like)
     return [sys.executable, "-m", "convert", "--keras", str(keras_path), "--out", str(out_path), "--quant", "none",
-            "--labels", ",".join(info.labels), "--mean", repr(info.mean), "--std", repr(info.std),
-            "--face-margin", repr(info.face_margin)]
+            "--labels", ",".join(info.labels), "--color", info.color, "--mean", ",".join(map(repr, info.mean)),
+            "--std", ",".join(map(repr, info.std)), "--face-margin", repr(info.face_margin)]
 
 
 def cached_float_model(keras_path: Path, like: Path, cache_dir: Path | None = None) -> Path:

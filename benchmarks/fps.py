@@ -37,8 +37,9 @@ from benchmarks.startup import measure_startup  # noqa: E402
 from benchmarks.stats import median_index, ratio, steady_fps  # noqa: E402
 from benchmarks.targets import evaluate  # noqa: E402
 from benchmarks.variants import FrameLog, decode_only, pipelined, sequential  # noqa: E402
-from edge.classify import DEFAULT_MODEL  # noqa: E402
+from edge import models  # noqa: E402
 from edge.config import Config, load_config  # noqa: E402
+from edge.model import ModelError  # noqa: E402
 
 log = logging.getLogger("benchmarks.fps")
 
@@ -161,9 +162,12 @@ def meta(argv: Sequence[str] | None) -> dict[str, Any]:
 
 
 def resolve_model(args: argparse.Namespace, config: Config) -> Path:
-    model = Path(args.model or config.classifier.model or DEFAULT_MODEL)
+    try:
+        model = models.resolve_model(args.model or config.classifier.model)
+    except ModelError as exc:
+        raise SystemExit(f"error: {exc}") from None
     if not model.is_file():
-        raise SystemExit(f"error: model not found: {model} (pass --model PATH)")
+        raise SystemExit(f"error: model not found: {model} (pass --model PATH or a shipped model's name)")
     return model
 
 

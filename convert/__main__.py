@@ -12,7 +12,7 @@ from convert.build import DEFAULT_MAX_CALIB, DEFAULT_MAX_VAL, DEFAULT_MIN_CALIB,
 from convert.tflite import QUANT_MODES
 from convert.validate import format_report
 from edge.detect import DetectorError
-from edge.model import FER2013_LABELS, ModelError
+from edge.model import COLORS, FER2013_LABELS, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,17 @@ def parse_labels(text: str) -> tuple[str, ...]:
     if len(labels) < 2:
         raise argparse.ArgumentTypeError(f"expected at least 2 comma-separated labels, got {text!r}")
     return labels
+
+
+def channel_values(text: str) -> tuple[float, ...]:
+    """--mean / --std: one number, or comma-separated numbers, one per channel."""
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers, got {text!r}")
+    return values
 
 
 def fraction(text: str) -> float:
@@ -50,8 +61,12 @@ def parser() -> argparse.ArgumentParser:
                    "float16; dynamic: int8 weights, float activations; none: float32")
     p.add_argument("--labels", type=parse_labels, default=None,
                    help=f"class labels in output order (default: <keras stem>.json's, else {','.join(FER2013_LABELS)})")
-    p.add_argument("--mean", type=float, default=None, help="input normalisation (x/255 - mean)/std (default 0)")
-    p.add_argument("--std", type=float, default=None, help="(default 1)")
+    p.add_argument("--color", choices=COLORS, default=None,
+                   help="input colour (default: <keras stem>.json's, else gray for 1 channel, rgb for 3)")
+    p.add_argument("--mean", type=channel_values, default=None,
+                   help="input normalisation (x/255 - mean)/std: one value, or one per channel "
+                   "as R,G,B / B,G,R in the input's order (default 0)")
+    p.add_argument("--std", type=channel_values, default=None, help="(default 1)")
     p.add_argument("--face-margin", type=fraction, default=None,
                    help="fraction of the face box added on every side before cropping (default 0)")
     p.add_argument("--calib", type=Path, nargs="+", default=[], metavar="PATH",
@@ -81,7 +96,7 @@ def parser() -> argparse.ArgumentParser:
 
 def request_from_args(args: argparse.Namespace) -> Request:
     return Request(
-        keras=args.keras, out=args.out, quant=args.quant, labels=args.labels, mean=args.mean,
+        keras=args.keras, out=args.out, quant=args.quant, labels=args.labels, color=args.color, mean=args.mean,
         std=args.std, face_margin=args.face_margin, calib=tuple(args.calib), val=tuple(args.val),
         holdout=args.holdout, augment=args.augment, crops=args.crops, min_calib=args.min_calib,
         max_calib=args.max_calib, max_val=args.max_val, per_channel=not args.per_tensor,

@@ -27,11 +27,11 @@ from convert.tflite import (
     keras_probabilities,
     load_keras_model,
     model_classes,
-    model_input_size,
+    model_input_shape,
 )
 from convert.validate import compare, latency_ms, write_report
 from edge.classify import Classifier, load_interpreter_class, make_interpreter, tensor_quant
-from edge.model import FER2013_LABELS, ModelInfo, metadata_path, read_metadata, save_model_info
+from edge.model import FER2013_LABELS, ModelError, ModelInfo, metadata_path, read_metadata, save_model_info
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,9 @@ class Request:
     out: Path
     quant: str = "int8"
     labels: tuple[str, ...] | None = None  # None: the Keras sidecar's, else FER2013 order
-    mean: float | None = None
-    std: float | None = None
+    color: str | None = None  # None: the Keras sidecar's, else gray for 1 channel, rgb for 3
+    mean: tuple[float, ...] | None = None  # one value, or one per channel
+    std: tuple[float, ...] | None = None
     face_margin: float | None = None
     calib: tuple[Path, ...] = ()
     val: tuple[Path, ...] = ()
@@ -116,7 +117,7 @@ def keras_sidecar(keras_path: Path) -> ModelInfo | None:
 
 def model_info(request: Request, model: Any) -> ModelInfo:
     """The metadata of the converted model: Keras sidecar, then command-line options, then shape."""
-    height, width = model_input_size(model)
+    height, width, channels, layout = model_input_shape(model)
     classes = model_classes(model)
     base = keras_sidecar(request.keras)
     if base is not None and (base.input_height, base.input_width) != (height, width):
@@ -127,13 +128,20 @@ def model_info(request: Request, model: Any) -> ModelInfo:
     labels = request.labels or (base.labels if base else FER2013_LABELS)
     if len(labels) != classes:
         raise ConvertError(f"model has {classes} outputs but {len(labels)} labels were given: {list(labels)}")
-    values = {"labels": tuple(labels), "input_height": height, "input_width": width,
-              "input_quant": None, "output_quant": None,
+    color = request.color or (base.color if base else ("gray" if channels == 1 else "rgb"))
+    if (color == "gray") != (channels == 1):
+        raise ConvertError(f"model input has {channels} channel(s) but the colour is {color!r} "
+                           f"({'gray' if channels == 1 else 'rgb or bgr'} expected)")
+    values = {"labels": tuple(labels), "input_height": height, "input_width": width, "color": color,
+              "layout": layout, "input_quant": None, "output_quant": None,
               "provenance": {"training": base.provenance} if base and base.provenance else {}}
     for key in ("mean", "std", "face_margin"):
         if getattr(request, key) is not None:
             values[key] = getattr(request, key)
-    return dataclasses.replace(base, **values) if base else ModelInfo(**values)
+    try:
+        return dataclasses.replace(base, **values) if base else ModelInfo(**values)
+    except ModelError as exc:
+        raise ConvertError(str(exc)) from None
 
 
 def gather_faces(request: Request, info: ModelInfo) -> FaceSplit:
@@ -193,7 +201,7 @@ def build(request: Request) -> Result:
     reference_val = keras_probabilities(model, faces.validation.crops, info)
     probe = reference_cal if len(reference_cal) else reference_val
     if not len(probe):
-        probe = keras_probabilities(model, np.full((1, info.input_height, info.input_width), 128, np.uint8), info)
+        probe = keras_probabilities(model, np.full((1, *info.crop_shape), 128, np.uint8), info)
     check_probabilities(probe)
     info = dataclasses.replace(info, provenance=provenance(request, faces, info))
     flatbuffer = convert_model(model, request.quant, faces.calibration.crops, info, request.per_channel)
@@ -217,7 +225,7 @@ def validation_report(request: Request, info: ModelInfo, faces: FaceSplit, refer
     held_out = len(faces.validation) > 0
     val_crops, val_reference = (faces.validation.crops, reference_val) if held_out else (
         faces.calibration.crops, reference_cal)
-    timing_crops = val_crops if len(val_crops) else np.zeros((1, info.input_height, info.input_width), np.uint8)
+    timing_crops = val_crops if len(val_crops) else np.zeros((1, *info.crop_shape), np.uint8)
     return {
         "model": str(request.out),
         "keras_model": request.source_name or str(request.keras),

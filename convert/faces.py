@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -12,14 +11,15 @@ import cv2
 import numpy as np
 
 from convert import ConvertError
+from edge.capture import IMAGE_SUFFIXES
 from edge.config import DetectorConfig
-from edge.crop import crop_faces
+from edge.crop import detect_and_crop, face_image, model_crops
+from edge.datasets import DatasetError, read_fer2013
 from edge.detect import make_detector
 from edge.model import ModelInfo
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 SHIFT_FRACTION = 0.05  # augmentation: a face box moved by this fraction of its size
 FER_TRAIN_USAGE = "Training"  # FER2013 rows with this Usage calibrate; the test rows validate
@@ -39,7 +39,7 @@ class Origin:
 class FaceSet:
     """Face crops (n, h, w) uint8 and where each came from."""
 
-    crops: np.ndarray
+    crops: np.ndarray  # (n, *ModelInfo.crop_shape) in the model's colour
     origins: list[Origin] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -47,7 +47,7 @@ class FaceSet:
 
     @classmethod
     def empty(cls, info: ModelInfo) -> FaceSet:
-        return cls(np.zeros((0, info.input_height, info.input_width), np.uint8), [])
+        return cls(np.zeros((0, *info.crop_shape), np.uint8), [])
 
     def extend(self, crops: np.ndarray, origins: list[Origin]) -> None:
         if len(origins):
@@ -140,11 +140,6 @@ def read_image_file(path: Path) -> np.ndarray:
     return image
 
 
-def gray_of(frame: np.ndarray) -> np.ndarray:
-    """A BGR frame as grayscale, converted the way the runtime converts it for the classifier's crop."""
-    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-
-
 def video_frames(path: Path) -> Iterator[np.ndarray]:
     """BGR frames of a video file, in order."""
     capture = cv2.VideoCapture(str(path))
@@ -170,17 +165,16 @@ def shifted_boxes(box: np.ndarray) -> list[np.ndarray]:
     return [box + np.array([step, step, step, step]), box - np.array([step, step, step, step])]
 
 
-def frame_faces(gray: np.ndarray, boxes: np.ndarray, info: ModelInfo, source: str, index: int,
-                augment: bool) -> tuple[np.ndarray, list[Origin]]:
-    """Crops of the detected faces of one frame (plus flipped and shifted copies if augmenting)."""
-    crops = crop_faces(gray, boxes, info.input_size, info.face_margin)
+def frame_faces(frame: np.ndarray, boxes: np.ndarray, crops: np.ndarray, info: ModelInfo, source: str,
+                index: int, augment: bool) -> tuple[np.ndarray, list[Origin]]:
+    """The crops of the detected faces of one frame (plus flipped and shifted copies if augmenting)."""
     origins = [Origin(source, index, tuple(int(v) for v in box)) for box in boxes]
     if not augment or not len(boxes):
         return crops, origins
     extra_crops, extra_origins = [crops[:, :, ::-1]], [Origin(o.source, o.index, o.box, "flip") for o in origins]
     for box in boxes:
         moved = np.array(shifted_boxes(box), np.int32)
-        extra_crops.append(crop_faces(gray, moved, info.input_size, info.face_margin))
+        extra_crops.append(model_crops(frame, moved, info))
         extra_origins += [Origin(source, index, tuple(int(v) for v in b), "shift") for b in moved]
     return np.concatenate([crops, *extra_crops]), origins + extra_origins
 
@@ -189,12 +183,6 @@ def crop_augment(crops: np.ndarray, origins: list[Origin]) -> tuple[np.ndarray, 
     """Ready-made crops have no frame to shift in: add their mirror images only."""
     flipped = [Origin(o.source, o.index, o.box, "flip") for o in origins]
     return np.concatenate([crops, crops[:, :, ::-1]]), origins + flipped
-
-
-def resize_crop(image: np.ndarray, info: ModelInfo) -> np.ndarray:
-    """A ready-made face crop resized to the model input."""
-    grow = image.shape[0] < info.input_height or image.shape[1] < info.input_width
-    return cv2.resize(image, info.input_size, interpolation=cv2.INTER_LINEAR if grow else cv2.INTER_AREA)
 
 
 class FaceCollector:
@@ -246,8 +234,8 @@ class FaceCollector:
         detector = make_detector(self.detector_config)
         crops, origins, count = [self.no_crops()], [], 0
         for index, frame in enumerate(video_frames(path)):
-            boxes = detector.detect(frame).xyxy
-            found = frame_faces(gray_of(frame), boxes, self.info, str(path), index, self.augment)
+            boxes, face_crops = detect_and_crop(detector, frame, self.info)
+            found = frame_faces(frame, boxes, face_crops, self.info, str(path), index, self.augment)
             crops.append(found[0])
             origins += found[1]
             count = index + 1
@@ -255,13 +243,12 @@ class FaceCollector:
 
     def read_image(self, path: Path, index: int = 0) -> SourceFaces:
         """Faces of a photo (a complete still-image scan), or the image itself with --crops."""
-        image = read_image_file(path)
-        gray = gray_of(image)
+        frame = read_image_file(path)
         if self.crops:
-            found = resize_crop(gray, self.info)[None], [Origin(str(path), index)]
+            found = face_image(frame, self.info)[None], [Origin(str(path), index)]
             return SourceFaces(*(crop_augment(*found) if self.augment else found), 1)
-        boxes = self.detector.detect(image, still=True).xyxy
-        return SourceFaces(*frame_faces(gray, boxes, self.info, str(path), index, self.augment), 1)
+        boxes, face_crops = detect_and_crop(self.detector, frame, self.info, still=True)
+        return SourceFaces(*frame_faces(frame, boxes, face_crops, self.info, str(path), index, self.augment), 1)
 
     def read_folder(self, path: Path) -> SourceFaces:
         images = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -284,35 +271,17 @@ class FaceCollector:
         return SourceFaces(crops, origins, count, usage)
 
     def no_crops(self) -> np.ndarray:
-        return np.zeros((0, self.info.input_height, self.info.input_width), np.uint8)
+        return np.zeros((0, *self.info.crop_shape), np.uint8)
 
 
 def read_fer_csv(path: Path, info: ModelInfo) -> tuple[np.ndarray, list[Origin], list[str]]:
-    """FER2013-style CSV (emotion,pixels[,Usage]) -> crops resized to the model input, origins, usages."""
-    crops, origins, usage = [], [], []
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or "pixels" not in reader.fieldnames:
-            raise ConvertError(f"{path}: not a FER2013 CSV (needs a 'pixels' column, got {reader.fieldnames})")
-        for row_number, row in enumerate(reader):
-            crops.append(resize_crop(parse_pixels(row["pixels"], path, row_number), info))
-            origins.append(Origin(str(path), row_number))
-            usage.append(row.get("Usage") or "")
-    if not crops:
-        return np.zeros((0, info.input_height, info.input_width), np.uint8), [], []
-    return np.stack(crops), origins, usage
-
-
-def parse_pixels(text: str, path: Path, row_number: int) -> np.ndarray:
-    """One FER2013 'pixels' cell: a square image as space-separated 0-255 values."""
+    """FER2013 CSV (emotion,pixels,Usage) -> crops resized to the model input, origins, usages."""
     try:
-        values = np.array(text.split(), dtype=np.float32)
-    except ValueError:
-        raise ConvertError(f"{path}: row {row_number} has non-numeric pixels") from None
-    side = int(round(np.sqrt(len(values))))
-    if side * side != len(values) or side < 8:
-        raise ConvertError(f"{path}: row {row_number} has {len(values)} pixels, not a square image")
-    return np.clip(values, 0, 255).astype(np.uint8).reshape(side, side)
+        images, _, usage = read_fer2013(path)
+    except DatasetError as exc:
+        raise ConvertError(str(exc)) from None
+    crops = np.stack([face_image(image, info) for image in images])
+    return crops, [Origin(str(path), row) for row in range(len(images))], list(usage)
 
 
 def collect_faces(info: ModelInfo, calib: list[Path], val: list[Path] | None = None,

@@ -78,18 +78,25 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def model_input_size(model: Any) -> tuple[int, int]:
-    """(height, width) of a single grayscale-image input, or a one-line error."""
+def model_input_shape(model: Any) -> tuple[int, int, int, str]:
+    """(height, width, channels, layout) of a single image input, or a one-line error.
+
+    Keras models are channels-last (NHWC); a (batch, 1 or 3, h, w) input with more than 3 rows
+    and columns is read as channels-first (NCHW), as models exported from PyTorch are.
+    """
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ConvertError(
             f"model must have 1 input and 1 output, got {len(model.inputs)} and {len(model.outputs)}"
         )
     shape = tuple(model.inputs[0].shape)
-    if len(shape) != 4 or shape[3] != 1 or shape[1] is None or shape[2] is None:
-        raise ConvertError(
-            f"model input must be (batch, height, width, 1) grayscale images, got {shape_text(shape)}"
-        )
-    return int(shape[1]), int(shape[2])
+    known = len(shape) == 4 and None not in shape[1:]
+    if known and shape[3] in (1, 3):
+        return int(shape[1]), int(shape[2]), int(shape[3]), "NHWC"
+    if known and shape[1] in (1, 3) and min(shape[2:]) > 3:
+        return int(shape[2]), int(shape[3]), int(shape[1]), "NCHW"
+    raise ConvertError(
+        f"model input must be (batch, height, width, 1 or 3) images, got {shape_text(shape)}"
+    )
 
 
 def model_classes(model: Any) -> int:
@@ -107,8 +114,7 @@ def keras_probabilities(model: Any, crops: np.ndarray, info: ModelInfo) -> np.nd
     """(n, classes) float32 outputs of the float Keras model on uint8 face crops."""
     if not len(crops):
         return np.zeros((0, len(info.labels)), np.float32)
-    x = info.normalize(crops)[..., np.newaxis]
-    return np.asarray(model.predict(x, batch_size=64, verbose=0), dtype=np.float32)
+    return np.asarray(model.predict(info.network_input(crops), batch_size=64, verbose=0), dtype=np.float32)
 
 
 def check_probabilities(probs: np.ndarray) -> None:
@@ -124,14 +130,14 @@ def check_probabilities(probs: np.ndarray) -> None:
 def representative_inputs(crops: np.ndarray, info: ModelInfo) -> Iterator[list[np.ndarray]]:
     """Calibration samples for the converter, one normalised face per step.
 
-    The first sample gets one black and one white pixel so that the int8 input range covers
-    every pixel value: the runtime's lookup table then maps 0..255 without clipping.
+    The first sample gets one black and one white pixel (every channel) so that the int8 input
+    range covers every pixel value: the runtime's lookup table then maps 0..255 without clipping.
     """
     for i, crop in enumerate(crops):
         if i == 0:
             crop = crop.copy()
-            crop.flat[0], crop.flat[-1] = 0, 255
-        yield [info.normalize(crop)[np.newaxis, ..., np.newaxis]]
+            crop[0, 0], crop[-1, -1] = 0, 255
+        yield [info.network_input(crop[np.newaxis])]
 
 
 def make_converter(model: Any, quant: str, calibration: np.ndarray | None, info: ModelInfo,

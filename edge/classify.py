@@ -13,10 +13,9 @@ from typing import Any
 import numpy as np
 
 from edge.model import ModelError, ModelInfo, TensorQuant, load_model_info
+from edge.models import DEFAULT_MODEL, resolve_model
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MODEL = Path(__file__).parent / "models" / "fer2013_mini_xception_int8.tflite"
 
 
 def load_interpreter_class() -> tuple[type, str]:
@@ -89,10 +88,11 @@ def tensor_quant(detail: dict[str, Any]) -> TensorQuant:
 def check_model_matches(info: ModelInfo, input_detail: dict, output_detail: dict, path: Path) -> None:
     """Refuse a model whose metadata and tensors disagree: using it would give silent garbage."""
     shape = tuple(int(d) for d in input_detail["shape"])
-    expected = (1, info.input_height, info.input_width, 1)
+    expected = info.tensor_shape()
     if len(shape) != 4 or shape[1:] != expected[1:]:
         raise ModelError(
-            f"model {path.name}: metadata says input {info.input_height}x{info.input_width}x1 "
+            f"model {path.name}: metadata says {info.color} input {info.input_height}x{info.input_width}"
+            f"x{info.channels} {info.layout} (tensor [N, {', '.join(map(str, expected[1:]))}]) "
             f"but the input tensor is {list(shape)}"
         )
     n_outputs = int(output_detail["shape"][-1])
@@ -115,24 +115,45 @@ def check_model_matches(info: ModelInfo, input_detail: dict, output_detail: dict
 
 
 def input_lookup_table(info: ModelInfo, quant: TensorQuant) -> np.ndarray:
-    """Map every uint8 pixel value straight to the model's input value (normalise + quantize).
+    """(channels, 256): every uint8 pixel value of each channel mapped straight to the model's input value.
 
-    One table lookup per pixel replaces the float arithmetic and is exact.
+    Normalising and quantizing a pixel depends only on its value and channel, so one table lookup
+    per pixel replaces the float arithmetic and is exact. Gray models have one row.
     """
-    normalized = info.normalize(np.arange(256, dtype=np.uint8))
+    pixels = np.repeat(np.arange(256, dtype=np.uint8)[:, np.newaxis], info.channels, axis=1)  # (256, c)
+    normalized = info.normalize(pixels if info.channels > 1 else pixels[:, 0]).reshape(256, info.channels).T
     if not quant.quantized:
-        return normalized.astype(quant.dtype)
+        return np.ascontiguousarray(normalized.astype(quant.dtype))
     limits = np.iinfo(quant.dtype)
     quantized = np.round(normalized / quant.scale) + quant.zero_point
-    return np.clip(quantized, limits.min, limits.max).astype(quant.dtype)
+    return np.ascontiguousarray(np.clip(quantized, limits.min, limits.max).astype(quant.dtype))
+
+
+def lookup(table: np.ndarray, crops: np.ndarray) -> np.ndarray:
+    """uint8 crops (n, h, w) or (n, h, w, c) through the per-channel table (c, 256)."""
+    if table.shape[0] == 1:
+        return table[0][crops]
+    out = np.empty(crops.shape, table.dtype)
+    for channel, row in enumerate(table):
+        out[..., channel] = row[crops[..., channel]]
+    return out
 
 
 class Classifier:
-    """Runs one model on batches of preprocessed face crops; probabilities in label order."""
+    """Runs one model on face crops; probabilities in label order.
 
-    def __init__(self, model_path: str | Path = DEFAULT_MODEL, num_threads: int = 1) -> None:
-        self.path = Path(model_path)
+    ``flip``: each face is classified together with its mirror image and the two outputs are
+    averaged (test-time augmentation; twice the inference per face). ``batch``: all faces of a
+    call go through one invoke (the input tensor resized to their number) where the model's batch
+    dimension allows it; measured no faster than one invoke per face with XNNPACK on one thread
+    (see BENCHMARKS.md), so off by default.
+    """
+
+    def __init__(self, model_path: str | Path | None = DEFAULT_MODEL, num_threads: int = 1, flip: bool = False,
+                 batch: bool = False) -> None:
+        self.path = resolve_model(model_path)
         self.info = load_model_info(self.path)
+        self.flip = flip
         self.interpreter = make_interpreter(self.path, num_threads=num_threads)
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
@@ -146,25 +167,48 @@ class Classifier:
         self._output_index = outputs[0]["index"]
         self._output_quant = tensor_quant(outputs[0])
         self._lut = input_lookup_table(self.info, tensor_quant(inputs[0]))
+        signature = inputs[0].get("shape_signature", inputs[0]["shape"])
+        self.batch = batch and int(signature[0]) == -1
+        self._batch_size = 1  # faces the input tensor is allocated for
 
     @property
     def labels(self) -> tuple[str, ...]:
         return self.info.labels
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
-        """(n, h, w) uint8 face crops -> (n, classes) float32 probabilities."""
-        if crops.ndim != 3 or crops.shape[1:] != (self.info.input_height, self.info.input_width):
+        """(n, *info.crop_shape) uint8 face crops -> (n, classes) float32 probabilities."""
+        if crops.ndim != len(self.info.crop_shape) + 1 or crops.shape[1:] != self.info.crop_shape:
             raise ValueError(
-                f"expected crops of shape (n, {self.info.input_height}, {self.info.input_width}), "
-                f"got {crops.shape}"
+                f"expected crops of shape (n, {', '.join(map(str, self.info.crop_shape))}), got {crops.shape}"
             )
-        probs = np.empty((len(crops), len(self.labels)), dtype=np.float32)
-        inputs = self._lut[crops][..., np.newaxis]
-        for i in range(len(crops)):
+        n = len(crops)
+        if self.flip:
+            crops = np.concatenate([crops, crops[:, :, ::-1]])
+        inputs = self.info.to_tensor(lookup(self._lut, crops))
+        probs = self._invoke_batch(inputs) if self.batch and len(inputs) > 1 else self._invoke_each(inputs)
+        return (probs[:n] + probs[n:]) / 2 if self.flip else probs
+
+    def _invoke_each(self, inputs: np.ndarray) -> np.ndarray:
+        self._allocate(1)
+        probs = np.empty((len(inputs), len(self.labels)), dtype=np.float32)
+        for i in range(len(inputs)):
             self.interpreter.set_tensor(self._input_index, inputs[i : i + 1])
             self.interpreter.invoke()
             probs[i] = self._dequantize(self.interpreter.get_tensor(self._output_index)[0])
         return probs
+
+    def _invoke_batch(self, inputs: np.ndarray) -> np.ndarray:
+        self._allocate(len(inputs))
+        self.interpreter.set_tensor(self._input_index, inputs)
+        self.interpreter.invoke()
+        return self._dequantize(self.interpreter.get_tensor(self._output_index))
+
+    def _allocate(self, faces: int) -> None:
+        """Resize the input tensor to ``faces`` (a no-op when it already has that size)."""
+        if faces != self._batch_size:
+            self.interpreter.resize_tensor_input(self._input_index, list(self.info.tensor_shape(faces)))
+            self.interpreter.allocate_tensors()
+            self._batch_size = faces
 
     def _dequantize(self, raw: np.ndarray) -> np.ndarray:
         if not self._output_quant.quantized:

@@ -73,8 +73,9 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    model: str = bounded("", doc="TFLite model; empty = the shipped default")
+    model: str = bounded("", doc="a shipped model's name or a TFLite path; empty = the shipped default")
     threads: int = bounded(1, ge=1, le=64)
+    flip: bool = bounded(False, doc="average each face's output with its mirror image's (2x the inference)")
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ import numpy as np
 
 from edge.capture import FrameReader, FrameTask, Source, frame_view, open_source
 from edge.channel import Channel
-from edge.classify import DEFAULT_MODEL
-from edge.config import Config
+from edge.config import ClassifierConfig, Config
 from edge.model import ModelInfo, load_model_info
+from edge.models import resolve_model
 from edge.results import Faces, FrameResult
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def received(tasks: Channel, out: Channel, parent_pid: int) -> Iterator[Any]:
         yield item
 
 
-def detector_main(config: Config, crop_size: tuple[int, int], margin: float,
+def detector_main(config: Config, model: ModelInfo,
                   tasks: Channel, out: Channel, status: Channel, parent_pid: int) -> None:
     """Detector process: frame slot -> face boxes and face crops (status messages go to the main process)."""
     worker_signals()
@@ -130,7 +130,7 @@ def detector_main(config: Config, crop_size: tuple[int, int], margin: float,
     try:
         import cv2
 
-        from edge.crop import crop_faces
+        from edge.crop import detect_and_crop
         from edge.detect import make_detector
 
         if config.detector.threads > 0:  # 0 keeps OpenCV's default; cv2.setNumThreads(0) would disable threads
@@ -148,9 +148,7 @@ def detector_main(config: Config, crop_size: tuple[int, int], margin: float,
                 continue
             task.stamps["detect_start"] = time.perf_counter()
             frame = ring.frame(task.slot, task.shape)
-            boxes = detector.detect(frame, still=task.still).xyxy
-            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)  # the classifier's crop, apart from detection
-            crops = crop_faces(gray, boxes, crop_size, margin)
+            boxes, crops = detect_and_crop(detector, frame, model, still=task.still)  # as the model's sidecar says
             task.stamps["detect_end"] = time.perf_counter()
             out.put((task, boxes, crops))
     except BrokenPipeError:
@@ -163,7 +161,8 @@ def detector_main(config: Config, crop_size: tuple[int, int], margin: float,
             ring.close()
 
 
-def classifier_main(model_path: str, threads: int, tasks: Channel, out: Channel, parent_pid: int) -> None:
+def classifier_main(model_path: str, settings: ClassifierConfig, tasks: Channel, out: Channel,
+                    parent_pid: int) -> None:
     """Classifier process: face crops -> probabilities, in label order."""
     worker_signals()
     tasks.reading()
@@ -171,7 +170,7 @@ def classifier_main(model_path: str, threads: int, tasks: Channel, out: Channel,
     try:
         from edge.classify import Classifier
 
-        classifier = Classifier(model_path, num_threads=threads)
+        classifier = Classifier(model_path, num_threads=settings.threads, flip=settings.flip)
         report(out, "ready", "classifier", None)
     except Exception as exc:
         report(out, "error", "classifier", str(exc))
@@ -225,7 +224,7 @@ class Pipeline:
         self.source_spec = source  # what --source says, or an already open Source
         self.pace = pace  # play a video file at its own frame rate (cameras and images never wait)
         self.config = config
-        self.model_path = Path(model or config.classifier.model or DEFAULT_MODEL)
+        self.model_path = resolve_model(model or config.classifier.model)
         self.model_info: ModelInfo = load_model_info(self.model_path)
         self.labels = self.model_info.labels
         self.source: Source | None = None
@@ -274,9 +273,9 @@ class Pipeline:
         info = self.model_info
         self._processes = [
             ctx.Process(target=detector_main, name="edge.detector",
-                        args=(self.config, info.input_size, info.face_margin, det, cls, res, pid)),
+                        args=(self.config, info, det, cls, res, pid)),
             ctx.Process(target=classifier_main, name="edge.classifier",
-                        args=(str(self.model_path), self.config.classifier.threads, cls, res, pid)),
+                        args=(str(self.model_path), self.config.classifier, cls, res, pid)),
         ]
         for process in self._processes:
             process.start()

@@ -7,14 +7,14 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-import cv2
 import numpy as np
 
 from edge.capture import Source, open_source
-from edge.classify import DEFAULT_MODEL, Classifier
+from edge.classify import Classifier
 from edge.config import Config
-from edge.crop import crop_faces
+from edge.crop import detect_and_crop
 from edge.detect import FaceDetector, make_detector
+from edge.models import resolve_model
 from edge.results import Faces, FrameResult
 from edge.track import TrackedLabels
 
@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def model_path(config: Config, model: str | Path | None = None) -> Path:
-    """The model a run uses: the one named, else the config's, else the shipped default."""
-    return Path(model or config.classifier.model or DEFAULT_MODEL)
+    """The model a run uses: the one named (a shipped model's name or a path), else the config's, else the default."""
+    return resolve_model(model or config.classifier.model)
 
 
 class Stages:
@@ -36,13 +36,12 @@ class Stages:
     def __init__(self, config: Config, model: str | Path | None = None,
                  detector: FaceDetector | None = None) -> None:
         self.config = config
-        self.classifier = Classifier(model_path(config, model), num_threads=config.classifier.threads)
+        self.classifier = Classifier(model_path(config, model), num_threads=config.classifier.threads,
+                                     flip=config.classifier.flip)
         self.own_detector = detector is None  # built here from detector.kind, so it can be rebuilt for a new source
         self.detector: FaceDetector = make_detector(config.detector) if detector is None else detector
         self._detector_used = False
-        info = self.classifier.info
-        self._crop = (info.input_size, info.face_margin)
-        self._no_faces = np.zeros((0, len(info.labels)), np.float32)
+        self._no_faces = np.zeros((0, len(self.classifier.labels)), np.float32)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -66,9 +65,7 @@ class Stages:
         stamps = {} if stamps is None else stamps
         stamps["detect_start"] = time.perf_counter()
         self._detector_used = True
-        boxes = self.detector.detect(frame, still=still).xyxy
-        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-        crops = crop_faces(gray, boxes, *self._crop)
+        boxes, crops = detect_and_crop(self.detector, frame, self.classifier.info, still=still)
         stamps["detect_end"] = stamps["classify_start"] = time.perf_counter()
         probs = self.classifier.classify(crops) if len(crops) else self._no_faces
         stamps["classify_end"] = time.perf_counter()

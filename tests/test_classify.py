@@ -11,7 +11,7 @@ import pytest
 
 from edge.classify import DEFAULT_MODEL, Classifier, input_lookup_table, tensor_quant
 from edge.config import DetectorConfig
-from edge.crop import crop_faces
+from edge.crop import detect_and_crop
 from edge.detect import make_detector
 from edge.model import ModelError, TensorQuant, load_model_info, metadata_path
 from tests.conftest import DATA
@@ -23,10 +23,9 @@ def classifier() -> Classifier:
 
 
 def face_crops(classifier: Classifier, name: str) -> np.ndarray:
-    image = cv2.imread(str(DATA / name))
-    boxes = make_detector(DetectorConfig()).detect(image, still=True).xyxy
-    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    return crop_faces(gray, boxes, classifier.info.input_size, classifier.info.face_margin)
+    """The faces of a sample photo, cut for the classifier's model as the detector process cuts them."""
+    frame = cv2.imread(str(DATA / name))
+    return detect_and_crop(make_detector(DetectorConfig()), frame, classifier.info, still=True)[1]
 
 
 def test_default_model_is_full_integer_and_self_describing(classifier):
@@ -59,8 +58,26 @@ def test_lookup_table_equals_normalise_then_quantize(classifier):
 
 
 def test_bad_crop_shape_is_refused(classifier):
-    with pytest.raises(ValueError, match="expected crops of shape"):
+    with pytest.raises(ValueError, match=r"expected crops of shape \(n, 64, 64\)"):
         classifier.classify(np.zeros((1, 48, 48), np.uint8))
+    with pytest.raises(ValueError, match="expected crops of shape"):
+        classifier.classify(np.zeros((1, 64, 64, 3), np.uint8))
+
+
+def test_flip_averages_the_face_and_its_mirror(classifier):
+    crops = face_crops(classifier, "multi_face.jpg")
+    flipped = Classifier(DEFAULT_MODEL, flip=True).classify(crops)
+    expected = (classifier.classify(crops) + classifier.classify(crops[:, :, ::-1])) / 2
+    np.testing.assert_allclose(flipped, expected, atol=1e-6)
+    assert not np.allclose(classifier.classify(crops), classifier.classify(crops[:, :, ::-1]), atol=1e-3)
+
+
+def test_one_batched_invoke_gives_the_per_face_answers(classifier):
+    crops = face_crops(classifier, "multi_face.jpg")
+    batched = Classifier(DEFAULT_MODEL, batch=True)
+    assert batched.batch  # the model's batch dimension is dynamic
+    for faces in (crops, crops[:2], crops[:1], crops):  # the input tensor is resized as the count changes
+        np.testing.assert_allclose(batched.classify(faces), classifier.classify(faces), atol=1e-6)
 
 
 def copy_model(tmp_path):
@@ -71,10 +88,16 @@ def copy_model(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"input_height": 48, "input_width": 48}, "metadata says input 48x48x1 but the input tensor is"),
+    ({"input_height": 48, "input_width": 48}, r"metadata says gray input 48x48x1 NHWC .* but the input tensor is"),
     ({"labels": ["a", "b", "c"]}, "metadata lists 3 labels but the output tensor has 7 classes"),
     ({"input_quant": {"dtype": "int8", "scale": 0.5, "zero_point": 3}}, "metadata says input"),
-    ({"color": "rgb"}, "colour must be one of"),
+    ({"color": "rgb", "mean": [0.5, 0.5, 0.5]}, r"metadata says rgb input 64x64x3 .* input tensor is \[1, 64, 64, 1\]"),
+    ({"layout": "NCHW"}, r"metadata says gray input 64x64x1 NCHW \(tensor \[N, 1, 64, 64\]\)"),
+    ({"color": "purple"}, "colour must be one of"),
+    ({"layout": "CHWN"}, "layout must be one of"),
+    ({"mean": [0.5, 0.5]}, r"mean needs 1 value for a gray model, got \[0.5, 0.5\]"),
+    ({"std": [0.0]}, "std must be > 0"),
+    ({"mean": "half"}, "mean must be a number or a list of numbers"),
     ({"format": "other/9"}, "unknown metadata format"),
     ({"extra_key": 1}, "unknown metadata keys"),
 ])

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from convert import ConvertError
-from convert.faces import collect_faces, held_out_by_position, held_out_interleaved
+from convert.faces import collect_faces, held_out_by_position, held_out_interleaved, video_frames
 from edge.classify import DEFAULT_MODEL, Classifier, make_interpreter, tensor_quant
-from edge.crop import crop_faces
+from edge.crop import model_crops
 from edge.model import FER2013_LABELS, ModelInfo, load_model_info, metadata_path
 from tests.conftest import DATA, ROOT
 
@@ -50,25 +50,20 @@ def golden() -> dict:
     return json.loads(GOLDEN.read_text())
 
 
-def golden_crops(golden: dict) -> np.ndarray:
-    """Cut every golden face from its frame with the runtime's crop_faces and the stored box."""
+def golden_crops(golden: dict, info: ModelInfo) -> np.ndarray:
+    """Cut every golden face from its frame with the runtime's model_crops and the stored box."""
     frames: dict[tuple[str, int], np.ndarray] = {}
     wanted = {(f["source"], f["index"]) for f in golden["faces"]}
     for source in sorted({s for s, _ in wanted}):
         path = ROOT / source
         if path.suffix == ".mp4":
-            capture, index = cv2.VideoCapture(str(path)), 0
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    break
+            for index, frame in enumerate(video_frames(path)):
                 if (source, index) in wanted:
-                    frames[source, index] = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-                index += 1
+                    frames[source, index] = frame
         else:
-            frames[source, 0] = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2GRAY)
-    size, margin = tuple(golden["input_size"]), golden["face_margin"]
-    return np.concatenate([crop_faces(frames[f["source"], f["index"]], np.array([f["box"]]), size, margin)
+            frames[source, 0] = cv2.imread(str(path))
+    assert (tuple(golden["input_size"]), golden["face_margin"]) == (info.input_size, info.face_margin)
+    return np.concatenate([model_crops(frames[f["source"], f["index"]], np.array([f["box"]]), info)
                            for f in golden["faces"]])
 
 
@@ -76,7 +71,7 @@ def test_default_model_agrees_with_its_float_original_on_real_faces(golden):
     classifier = Classifier(DEFAULT_MODEL, num_threads=1)
     assert classifier.info.face_margin == golden["face_margin"]
     assert list(classifier.labels) == golden["labels"]
-    probs = classifier.classify(golden_crops(golden))
+    probs = classifier.classify(golden_crops(golden, classifier.info))
     reference = np.array([f["probs"] for f in golden["faces"]])
     held_out = np.array([f["held_out"] for f in golden["faces"]])
     agree = probs.argmax(1) == reference.argmax(1)
@@ -90,7 +85,7 @@ def test_default_model_agrees_with_its_float_original_on_real_faces(golden):
 def test_default_model_describes_itself():
     info = load_model_info(DEFAULT_MODEL)
     assert info.labels == FER2013_LABELS
-    assert (info.input_height, info.input_width, info.mean, info.std) == (64, 64, 0.5, 0.5)
+    assert (info.input_height, info.input_width, info.color, info.mean, info.std) == (64, 64, "gray", (0.5,), (0.5,))
     interpreter = make_interpreter(DEFAULT_MODEL)
     assert info.input_quant == tensor_quant(interpreter.get_input_details()[0])
     assert info.output_quant == tensor_quant(interpreter.get_output_details()[0])
@@ -194,7 +189,7 @@ def test_cli_writes_model_metadata_and_report(cli_run):
     assert result.returncode == 0, result.stderr
     assert "top-1 agreement" in result.stdout and "held-out" in result.stdout
     info = load_model_info(out)
-    assert info.labels == trained.labels and (info.mean, info.std) == (0.5, 0.5)
+    assert info.labels == trained.labels and (info.mean, info.std) == ((0.5,), (0.5,))
     assert info.face_margin == 0.08  # the command line wins over the training sidecar
     assert info.provenance["training"] == {"dataset": "synthetic"}
     assert info.provenance["quantization"] == "int8" and info.provenance["per_channel"] is True
@@ -251,8 +246,11 @@ def test_fer2013_csv_and_crop_folder(tiny_info, faces, tmp_path):
 
 def test_bad_csv_is_a_clear_error(tiny_info, tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(ConvertError, match="not a FER2013 CSV"):
+    with pytest.raises(ConvertError, match=r"line 1: header lacks column\(s\) \['emotion', 'pixels', 'Usage'\]"):
         collect_faces(tiny_info, [tmp_path / "x.csv"])
+    (tmp_path / "y.csv").write_text("emotion,pixels,Usage\n3,1 2 3 4,Training\n")
+    with pytest.raises(ConvertError, match="line 2: expected 2304 pixel values"):
+        collect_faces(tiny_info, [tmp_path / "y.csv"])
 
 
 # ---------------------------------------------------------------- user mistakes: one line, no traceback
@@ -282,7 +280,7 @@ def test_not_a_keras_model(tmp_path, name):
 def test_wrong_input_rank(flat_input_model, tmp_path):
     result = run_convert("--keras", str(flat_input_model), "--out", str(tmp_path / "x.tflite"),
                          "--calib", "tests/data/single_face.jpg")
-    assert_one_line_error(result, "model input must be (batch, height, width, 1)")
+    assert_one_line_error(result, "model input must be (batch, height, width, 1 or 3) images")
 
 
 def test_no_faces_to_calibrate_on(tiny_keras, tmp_path):
@@ -323,3 +321,54 @@ def test_below_min_agreement_exits_1(monkeypatch, capsys):
     report["validation"]["converted"]["top1_agreement"] = 0.95
     assert cli.main(args) == 0
     assert "top-1 agreement" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- colour orders and layouts, end to end
+
+PROBE_SIDE = 16  # pixels
+
+
+def channel_probe_keras(tf, folder: Path, layout: str) -> Path:
+    """A Keras model whose class is the brightest input channel (its 3 outputs follow the input's channels)."""
+    shape = (PROBE_SIDE, PROBE_SIDE, 3) if layout == "NHWC" else (3, PROBE_SIDE, PROBE_SIDE)
+    x = inputs = tf.keras.Input(shape)
+    if layout == "NCHW":
+        x = tf.keras.layers.Permute((2, 3, 1))(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    dense = tf.keras.layers.Dense(3, activation="softmax")
+    x = dense(x)
+    dense.set_weights([np.eye(3, dtype=np.float32) * 6.0, np.zeros(3, np.float32)])
+    path = folder / f"probe_{layout.lower()}.keras"
+    tf.keras.Model(inputs, x).save(path)
+    return path
+
+
+@pytest.mark.parametrize("color, layout, labels", [
+    ("rgb", "NHWC", ("red", "green", "blue")),
+    ("bgr", "NHWC", ("blue", "green", "red")),
+    ("rgb", "NCHW", ("red", "green", "blue")),
+])
+def test_colour_orders_and_layouts_convert_and_classify_as_the_sidecar_says(tf, tmp_path, color, layout, labels):
+    from convert.build import Request, build
+
+    keras = channel_probe_keras(tf, tmp_path, layout)
+    out = tmp_path / f"probe_{color}_{layout}.tflite"
+    result = build(Request(keras=keras, out=out, labels=labels, color=color, mean=(0.5,), std=(0.5,),
+                           calib=(DATA / "single_face.mp4",), latency_runs=5))
+    info = load_model_info(out)
+    assert (info.color, info.layout, info.channels) == (color, layout, 3)
+    assert result.report["validation"]["converted"]["top1_agreement"] >= MIN_AGREEMENT
+    classifier = Classifier(out)
+    frame = np.zeros((60, 180, 3), np.uint8)
+    for i, bgr in enumerate([(0, 0, 255), (0, 255, 0), (255, 0, 0)]):  # red, green, blue squares
+        frame[:, 60 * i:60 * (i + 1)] = bgr
+    boxes = np.array([[10, 10, 50, 50], [70, 10, 110, 50], [130, 10, 170, 50]])
+    probs = classifier.classify(model_crops(frame, boxes, info))
+    assert [classifier.labels[k] for k in probs.argmax(axis=1)] == ["red", "green", "blue"]
+    assert probs.max(axis=1).min() > 0.8  # calibrated on real faces: pure colours saturate the int8 ranges
+
+
+def test_a_colour_model_with_a_gray_sidecar_is_refused(tf, tmp_path):
+    result = run_convert("--keras", str(channel_probe_keras(tf, tmp_path, "NHWC")), "--out", str(tmp_path / "p.tflite"),
+                         "--color", "gray", "--labels", "r,g,b", "--calib", "tests/data/single_face.jpg")
+    assert_one_line_error(result, "model input has 3 channel(s) but the colour is 'gray'")

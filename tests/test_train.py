@@ -533,7 +533,7 @@ def test_cli_run_writes_a_readable_report(run_dir: Path) -> None:
     assert {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"} <= set(log_rows[0])
     info = load_model_info(run_dir / "model.keras")
     assert info.labels == FER2013_LABELS and (info.input_height, info.input_width) == (48, 48)
-    assert (info.color, info.mean, info.std, info.face_margin) == ("grayscale", 0.0, 1.0, 0.0)
+    assert (info.color, info.mean, info.std, info.face_margin) == ("gray", (0.0,), (1.0,), 0.0)
     assert info.provenance["arch"] == "mini_xception" and info.provenance["epochs"] == RUN_EPOCHS
     assert info.provenance["accuracy"] == pytest.approx(metrics["accuracy"], abs=1e-4)
     assert "FER2013" in info.provenance["dataset"]

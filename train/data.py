@@ -2,55 +2,42 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from edge.datasets import (FER2013_COLUMNS, FER2013_SIDE, FERPLUS_COLUMNS, FERPLUS_EMOTIONS,  # noqa: F401
+                           FERPLUS_NAMES, FERPLUS_VOTES, LABEL_ALIASES, SPLITS, ClassSet, DatasetError,
+                           ferplus_labels, read_fer2013, read_ferplus)
 from edge.model import FER2013_LABELS
 from train import TrainError
 
 log = logging.getLogger(__name__)
 
-FER2013_SIDE = 48  # pixels, every FER2013 image is 48x48
-FER2013_COLUMNS = ("emotion", "pixels", "Usage")
-SPLITS = ("Training", "PublicTest", "PrivateTest")
-FERPLUS_EMOTIONS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
-FERPLUS_COLUMNS = ("Usage", "Image name", *FERPLUS_EMOTIONS, "unknown", "NF")
-# FER+ vote column -> FER2013 class name
-FERPLUS_NAMES = {"neutral": "neutral", "happiness": "happy", "surprise": "surprise", "sadness": "sad",
-                 "anger": "angry", "disgust": "disgust", "fear": "fear", "contempt": "contempt"}
-FERPLUS_VOTES = ("plurality", "majority")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # image-folder names -> split; class-folder names -> FER2013 class name
 SPLIT_FOLDERS = {"train": "Training", "training": "Training", "val": "PublicTest", "valid": "PublicTest",
                  "validation": "PublicTest", "publictest": "PublicTest", "test": "PrivateTest",
                  "privatetest": "PrivateTest"}
-CLASS_FOLDERS = {"angry": "angry", "anger": "angry", "disgust": "disgust", "disgusted": "disgust",
-                 "fear": "fear", "fearful": "fear", "happy": "happy", "happiness": "happy", "sad": "sad",
-                 "sadness": "sad", "surprise": "surprise", "surprised": "surprise", "neutral": "neutral",
-                 "contempt": "contempt"}
+CLASS_FOLDERS = LABEL_ALIASES
 
 
 class DataError(TrainError):
     """A dataset file, row or folder is missing or malformed."""
 
 
-@dataclass(frozen=True)
-class ClassSet:
-    """The classes a model predicts, in output order, and how other classes fold into them."""
-
-    labels: tuple[str, ...]
-    fold: dict[str, str] = field(default_factory=dict)  # e.g. contempt -> neutral
-
-    def index(self, name: str) -> int:
-        """Output index of a FER2013/FER+ class name, or -1 when this class set drops it."""
-        name = self.fold.get(name, name)
-        return self.labels.index(name) if name in self.labels else -1
+@contextmanager
+def data_errors() -> Iterator[None]:
+    """edge.datasets' readers (FER2013, FER+) raise DatasetError; train reports it as a DataError."""
+    try:
+        yield
+    except DatasetError as exc:
+        raise DataError(str(exc)) from None
 
 
 CLASS_SETS = {
@@ -116,126 +103,6 @@ class Dataset:
         return np.eye(len(self.classes), dtype=np.float32)[self.labels]
 
 
-def csv_rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[str, dict[str, str]]]:
-    """Rows of a CSV whose header must name ``columns``, as ("<file>: line N", {column: value})."""
-    if not path.is_file():
-        raise DataError(f"file not found: {path}")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        try:
-            header = [name.strip() for name in next(reader, [])]
-            missing = [name for name in columns if name not in header]
-            if missing:
-                raise DataError(f"{path}: line 1: header lacks column(s) {missing}; "
-                                f"expected {','.join(columns)}")
-            index = {name: header.index(name) for name in columns}
-            for row in reader:
-                where = f"{path}: line {reader.line_num}"
-                if not row:
-                    continue
-                if len(row) != len(header):
-                    raise DataError(f"{where}: expected {len(header)} fields, got {len(row)}")
-                yield where, {name: row[i] for name, i in index.items()}
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}: line {reader.line_num}: not a readable CSV row ({exc})") from None
-
-
-def parse_pixels(text: str, where: str) -> np.ndarray:
-    """One FER2013 ``pixels`` field -> (48, 48) uint8."""
-    try:
-        values = np.fromstring(text, dtype=np.int32, sep=" ")
-    except ValueError:
-        raise DataError(f"{where}: pixels must be space-separated integers 0-255") from None
-    if values.size != FER2013_SIDE * FER2013_SIDE:
-        raise DataError(f"{where}: expected {FER2013_SIDE * FER2013_SIDE} pixel values "
-                        f"({FER2013_SIDE}x{FER2013_SIDE}), got {values.size}")
-    if values.min() < 0 or values.max() > 255:
-        raise DataError(f"{where}: pixel values must be 0-255, got {values.min()}..{values.max()}")
-    return values.astype(np.uint8).reshape(FER2013_SIDE, FER2013_SIDE)
-
-
-def check_usage(value: str, where: str) -> str:
-    value = value.strip()
-    if value not in SPLITS:
-        raise DataError(f"{where}: Usage must be one of {list(SPLITS)}, got {value!r}")
-    return value
-
-
-def read_fer2013(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """fer2013.csv -> images (n, 48, 48) uint8, emotion codes (n,) 0-6, usage (n,) str."""
-    path = Path(path)
-    images, emotions, usages = [], [], []
-    for where, row in csv_rows(path, FER2013_COLUMNS):
-        emotion = row["emotion"].strip()
-        if not emotion.isdigit() or int(emotion) >= len(FER2013_LABELS):
-            raise DataError(f"{where}: emotion must be an integer 0-{len(FER2013_LABELS) - 1}, got {emotion!r}")
-        emotions.append(int(emotion))
-        images.append(parse_pixels(row["pixels"], where))
-        usages.append(check_usage(row["Usage"], where))
-    if not images:
-        raise DataError(f"{path}: no data rows")
-    log.info("read %d images from %s", len(images), path)
-    return np.stack(images), np.array(emotions, dtype=np.int64), np.array(usages)
-
-
-def read_ferplus(path: str | Path, usage: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """fer2013new.csv -> votes (n, 10) in FERPLUS_COLUMNS order and which rows FER+ kept (named image).
-
-    FER+ rows are aligned with fer2013.csv rows; ``usage`` (from fer2013.csv) checks that alignment.
-    """
-    path = Path(path)
-    votes, named = [], []
-    for where, row in csv_rows(path, FERPLUS_COLUMNS):
-        index = len(votes)
-        split = check_usage(row["Usage"], where)
-        if index < len(usage) and split != usage[index]:
-            raise DataError(f"{where}: Usage {split!r} differs from fer2013.csv row {index + 1} "
-                            f"({usage[index]!r}); the FER+ file must be row-aligned with fer2013.csv")
-        try:
-            counts = [float(row[name].strip() or 0) for name in FERPLUS_COLUMNS[2:]]
-        except ValueError:
-            raise DataError(f"{where}: vote counts must be numbers") from None
-        if min(counts) < 0:
-            raise DataError(f"{where}: vote counts must be >= 0")
-        votes.append(counts)
-        named.append(bool(row["Image name"].strip()))
-    if len(votes) != len(usage):
-        raise DataError(f"{path} has {len(votes)} data rows but fer2013.csv has {len(usage)}; "
-                        "the FER+ file must be row-aligned with fer2013.csv")
-    return np.array(votes, dtype=np.float64).reshape(-1, len(FERPLUS_COLUMNS) - 2), np.array(named, dtype=bool)
-
-
-def ferplus_labels(votes: np.ndarray, class_set: ClassSet, vote: str = "plurality",
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """FER+ votes (n, 10) -> class index per row (-1 = dropped) and vote distributions (n, classes).
-
-    The label is the most-voted of the 10 FER+ columns (``plurality``; ties go to the earlier column,
-    as the seeds' ``argmax`` did), or, with ``majority``, the column holding more than half of all
-    votes (the FER+ paper's "majority" mode). Rows whose label is unknown or NF, which have no votes,
-    or whose label the class set drops, get -1. Contempt folds into neutral after the vote in the
-    7- and 5-class sets. The distributions count emotion votes only (unknown/NF votes ignored), with
-    folded classes added together and dropped classes left out, normalised to sum to 1.
-    """
-    if vote not in FERPLUS_VOTES:
-        raise DataError(f"FER+ vote must be one of {FERPLUS_VOTES}, got {vote!r}")
-    column_class = np.array([class_set.index(FERPLUS_NAMES[name]) for name in FERPLUS_EMOTIONS])
-    winner = votes.argmax(axis=1)
-    total = votes.sum(axis=1)
-    labels = np.full(len(votes), -1, dtype=np.int64)
-    emotion = winner < len(FERPLUS_EMOTIONS)
-    labels[emotion] = column_class[winner[emotion]]
-    labels[total <= 0] = -1
-    if vote == "majority":
-        labels[votes.max(axis=1) <= total / 2] = -1
-    soft = np.zeros((len(votes), len(class_set.labels)), dtype=np.float64)
-    for column, index in enumerate(column_class):
-        if index >= 0:
-            soft[:, index] += votes[:, column]
-    mass = soft.sum(axis=1, keepdims=True)
-    soft = np.divide(soft, mass, out=np.zeros_like(soft), where=mass > 0)
-    return labels, soft.astype(np.float32)
-
-
 def resize_images(images: np.ndarray, side: int) -> np.ndarray:
     """(n, h, w) uint8 -> (n, side, side) uint8; area interpolation when shrinking, linear when growing."""
     if images.shape[1:] == (side, side):
@@ -251,7 +118,8 @@ def load_fer2013(path: str | Path, ferplus: str | Path | None = None, classes: s
                  soft: bool = False, vote: str = "plurality") -> Dataset:
     """fer2013.csv (optionally relabelled by FER+ votes) as a Dataset of the chosen class set."""
     class_set = class_set_of(classes)
-    images, emotions, usage = read_fer2013(path)
+    with data_errors():
+        images, emotions, usage = read_fer2013(path)
     if ferplus is None:
         if soft:
             raise DataError("soft labels need FER+ vote counts: pass --ferplus fer2013new.csv")
@@ -261,8 +129,9 @@ def load_fer2013(path: str | Path, ferplus: str | Path | None = None, classes: s
         distributions = None
         source = f"FER2013 ({Path(path).name})"
     else:
-        votes, named = read_ferplus(ferplus, usage)
-        labels, distributions = ferplus_labels(votes, class_set, vote)
+        with data_errors():
+            votes, named = read_ferplus(ferplus, usage)
+            labels, distributions = ferplus_labels(votes, class_set, vote)
         labels[~named] = -1
         distributions = distributions if soft else None
         source = f"FER2013 images with FER+ labels ({Path(path).name}, {Path(ferplus).name})"

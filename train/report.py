@@ -15,6 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen befor
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from edge.metrics import plot_confusion_matrix  # noqa: E402,F401  (train's reports draw it too)
+
 log = logging.getLogger(__name__)
 
 CURVES = (("loss", "loss"), ("accuracy", "accuracy"))  # (log column, axis title)
@@ -24,26 +26,6 @@ DPI = 100  # dots per inch of the PNG files
 def write_json(path: Path, data: dict[str, Any]) -> Path:
     path.write_text(json.dumps(data, indent=2) + "\n")
     return path
-
-
-def plot_confusion_matrix(cm: np.ndarray, labels: list[str] | tuple[str, ...], path: Path, title: str) -> Path:
-    """Counts in each cell, colour by row share (recall), rows = true class."""
-    cm = np.asarray(cm)
-    share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    size = 1.0 + 0.8 * len(labels)
-    fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
-    fig.colorbar(image, ax=ax, label="share of the true class")
-    ticks = np.arange(len(labels))
-    ax.set_xticks(ticks, labels, rotation=45, ha="right")
-    ax.set_yticks(ticks, labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    for (row, col), count in np.ndenumerate(cm):
-        ax.text(col, row, str(count), ha="center", va="center", fontsize=8,
-                color="white" if share[row, col] > 0.5 else "black")
-    return save(fig, path)
 
 
 def read_log(path: Path) -> dict[str, list[float]]:
