@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from edge.model import FER2013_LABELS, load_model_info
-from tests.conftest import ROOT
+from tests.conftest import DATA, ROOT
 from train import TrainError
 from train.augment import AugmentConfig, augment_batch
 from train.data import (CLASS_SETS, FERPLUS_COLUMNS, DataError, ferplus_labels, load_dataset, load_fer2013,
@@ -550,6 +550,46 @@ def test_saved_model_loads_without_train_and_evaluates_the_same(run_dir: Path, s
     trained = json.loads((run_dir / "metrics.json").read_text())
     assert again["confusion_matrix"] == trained["confusion_matrix"]
     assert (out / "confusion_matrix.png").is_file()
+
+
+def labelled_photos(folder: Path) -> Path:
+    """Class folders of real photos and frames (labels arbitrary): four with a face, one without."""
+    frames = {}
+    for name in ("single_face.mp4", "no_face.mp4"):
+        capture = cv2.VideoCapture(str(DATA / name))
+        frames[name] = [capture.read()[1] for _ in range(30)][::15]
+        capture.release()
+    layout = {"happy": [cv2.imread(str(DATA / "single_face.jpg"))], "neutral": [cv2.imread(str(DATA / "multi_face.jpg"))],
+              "sad": frames["single_face.mp4"], "angry": frames["no_face.mp4"][:1]}
+    for label, images in layout.items():
+        (folder / label).mkdir(parents=True)
+        for i, image in enumerate(images):
+            cv2.imwrite(str(folder / label / f"{i}.png"), image)
+    return folder
+
+
+def test_runtime_evaluation_is_edge_evaluate_on_the_int8_model(run_dir: Path, synthetic: tuple[Path, Path],
+                                                               tmp_path: Path) -> None:
+    """train.evaluate --runtime-eval converts with convert/ and scores through edge.evaluate: the figures are
+    the ones `python -m edge.evaluate` prints for the same int8 model on the same images."""
+    from edge.evaluate import main as edge_evaluate
+    from train.evaluate import main as evaluate_main
+
+    photos = labelled_photos(tmp_path / "photos")
+    out = tmp_path / "eval"
+    assert evaluate_main(["--model", str(run_dir / "model.keras"), "--data", str(synthetic[0]), "--out", str(out),
+                          "--runtime-eval", str(photos)]) == 0
+    runtime = json.loads((out / "metrics.json").read_text())["runtime"]
+    assert (runtime["images_total"], runtime["scored"], runtime["no_face"]) == (5, 4, 1)
+    tflite = out / "runtime" / "model_int8.tflite"
+    assert Path(runtime["model"]) == tflite and load_model_info(tflite).input_quant.dtype == "int8"
+    assert runtime["int8_agreement_with_float"] >= 0.9  # on the synthetic test rows convert held out
+    assert edge_evaluate([str(photos), "--model", str(tflite), "--out", str(tmp_path / "edge"), "--jobs", "1"]) == 0
+    reference = json.loads((tmp_path / "edge" / "report.json").read_text())["models"][0]
+    assert (reference["scored"], reference["no_face"]) == (runtime["scored"], runtime["no_face"])
+    assert reference["accuracy"] == pytest.approx(runtime["accuracy"])
+    assert ((out / "runtime" / "model_int8.predictions.csv").read_text()
+            == (tmp_path / "edge" / "model_int8.predictions.csv").read_text())
 
 
 def test_cli_resume_continues_the_run(run_dir: Path, synthetic: tuple[Path, Path], tmp_path: Path) -> None:

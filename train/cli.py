@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from convert import ConvertError
-from edge.config import ConfigError
+from edge.config import ConfigError, load_config
 from edge.detect import DetectorError
 from edge.model import ModelError
 from train import TrainError
@@ -109,6 +109,19 @@ def add_training_flags(parser: argparse.ArgumentParser) -> None:
     evaluation = parser.add_argument_group("evaluation")
     evaluation.add_argument("--tta-crop", type=float,
                             help=f"ten-crop averaging: crop side, fraction of the face (default {DEFAULT_CROP_FRACTION})")
+    add_runtime_flags(evaluation)
+
+
+def add_runtime_flags(group: Any) -> None:
+    group.add_argument("--runtime-eval", type=Path, metavar="IMAGES",
+                       help="also score the model as the device runs it: converted to int8, then these labelled "
+                            "images (ROOT/<label>/ folders, a path,label[,box] CSV, or a FER2013 CSV) through the "
+                            "runtime's detector, crop and classifier (python -m edge.evaluate's path)")
+    group.add_argument("--runtime-calib", type=Path, nargs="+", metavar="PATH",
+                       help="faces that calibrate the int8 model (default: --data; an image folder's train/)")
+    group.add_argument("--runtime-calib-crops", action="store_true",
+                       help="the calibration images are face crops already (convert --crops)")
+    group.add_argument("--runtime-config", type=Path, help="config.toml whose [detector] finds the faces")
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
@@ -152,13 +165,45 @@ def train_config(args: argparse.Namespace, **fixed: Any) -> TrainConfig:
     return TrainConfig(**{**values, **fixed})
 
 
+def runtime_request(args: argparse.Namespace, eval_split: str) -> Any:
+    """What --runtime-eval asks for, checked before TensorFlow loads; None without it."""
+    if args.runtime_eval is None:
+        return None
+    from edge.datasets import csv_header
+    from train.data import split_folders
+    from train.runtime import RuntimeEval
+
+    images = args.runtime_eval
+    calib = args.runtime_calib or [split_folders(args.data)["Training"] if args.data.is_dir() else args.data]
+    fer_csv = images.is_file() and images.suffix.lower() == ".csv" and "pixels" in csv_header(images)
+    detector = load_config(args.runtime_config).detector if args.runtime_config else None
+    request = RuntimeEval(images, tuple(calib), args.runtime_calib_crops, detector, eval_split if fer_csv else None)
+    request.check()
+    return request
+
+
+def with_runtime(metrics: dict[str, Any], request: Any, keras_path: Path, out: Path) -> dict[str, Any]:
+    """The metrics plus the runtime path's figures (also written to out/metrics.json); as is without a request."""
+    if request is None:
+        return metrics
+    from train.evaluate import METRICS_FILE
+    from train.report import write_json
+    from train.runtime import runtime_report
+
+    metrics["runtime"] = runtime_report(keras_path, request, out)
+    write_json(out / METRICS_FILE, metrics)
+    return metrics
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     config = train_config(args)
     check_out_folder(args.out, args.resume)
+    runtime = runtime_request(args, config.eval_split)
     data = load_data(args, config)
     from train.fit import train  # TensorFlow loads here, after the input has been checked
 
-    return train(data, config, args.out, resume=args.resume, verbose=2 if args.quiet else "auto")
+    metrics = train(data, config, args.out, resume=args.resume, verbose=2 if args.quiet else "auto")
+    return with_runtime(metrics, runtime, args.out / MODEL_FILE, args.out)
 
 
 def load_data(args: argparse.Namespace, config: TrainConfig) -> Any:

@@ -136,7 +136,7 @@ class TrainConfig:
 
 def network_info(labels: tuple[str, ...], side: int, face_margin: float) -> ModelInfo:
     """What every trained network is: x / 255 normalisation (mean 0, std 1), grayscale, labels in order."""
-    return ModelInfo(labels=tuple(labels), input_height=side, input_width=side, color="grayscale", mean=0.0,
+    return ModelInfo(labels=tuple(labels), input_height=side, input_width=side, color="gray", mean=0.0,
                      std=1.0, face_margin=face_margin)
 
 

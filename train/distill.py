@@ -16,8 +16,8 @@ from edge.config import DetectorConfig, load_config
 from edge.model import ModelInfo, load_model_info
 from train import TrainError
 from train.cli import (add_data_flags, add_model_flags, add_run_flags, add_training_flags, load_data, main_with,
-                       train_config)
-from train.config import DistillConfig, TrainConfig, check_out_folder, network_info
+                       runtime_request, train_config, with_runtime)
+from train.config import MODEL_FILE, DistillConfig, TrainConfig, check_out_folder, network_info
 
 log = logging.getLogger("train.distill")  # also when run as __main__
 
@@ -89,6 +89,7 @@ def unlabelled_faces(paths: list[Path], info: ModelInfo, crops: bool, limit: int
 def run(args: argparse.Namespace) -> dict[str, Any]:
     config = distill_config(args)
     check_out_folder(args.out, args.resume)
+    runtime = runtime_request(args, config.eval_split)
     data = load_data(args, config)
     info = network_info(data.classes, data.side, config.face_margin)
     unlabelled = None
@@ -97,8 +98,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         unlabelled = unlabelled_faces(args.unlabelled, info, args.unlabelled_crops, args.max_unlabelled, detector)
     from train.fit import train  # TensorFlow loads here, after the input has been checked
 
-    return train(data, config, args.out, resume=args.resume, verbose=2 if args.quiet else "auto",
-                 unlabelled=unlabelled)
+    metrics = train(data, config, args.out, resume=args.resume, verbose=2 if args.quiet else "auto",
+                    unlabelled=unlabelled)
+    return with_runtime(metrics, runtime, args.out / MODEL_FILE, args.out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

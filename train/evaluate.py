@@ -12,6 +12,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from convert import ConvertError
+from edge.config import ConfigError
+from edge.detect import DetectorError
 from edge.model import ModelError, ModelInfo, load_model_info
 from train import TrainError
 from train.data import FERPLUS_VOTES, SPLITS, Dataset, class_set_for_labels, load_dataset
@@ -70,6 +73,10 @@ def summary(metrics: dict[str, Any]) -> str:
         lines.append(f"test-time augmentation: accuracy single {tta['single']['accuracy']:.4f}, "
                      f"flip {tta['flip']['accuracy']:.4f}, ten-crop {tta['ten_crop']['accuracy']:.4f} "
                      f"(crops of {tta['crop_fraction']:.3g} x the face)")
+    if "runtime" in metrics:
+        from train.runtime import runtime_line
+
+        lines.append(runtime_line(metrics["runtime"]))
     if "teacher_accuracy" in metrics:
         lines.append(f"teacher: accuracy {metrics['teacher_accuracy']:.4f}; the student agrees with it on "
                      f"{metrics['teacher_agreement']:.4f} of the faces")
@@ -108,6 +115,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--tta-crop", type=float, default=DEFAULT_CROP_FRACTION,
                         help=f"ten-crop: crop side as a fraction of the face side (default {DEFAULT_CROP_FRACTION})")
     parser.add_argument("--out", type=Path, help="report folder (default: MODEL_DIR/eval-SPLIT)")
+    from train.cli import add_runtime_flags
+
+    add_runtime_flags(parser)
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return parser.parse_args(argv)
 
@@ -129,10 +139,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     split = data.split(args.eval_split)
     if len(split) == 0:
         raise TrainError(f"{args.data}: the {args.eval_split} split is empty")
+    from train.cli import runtime_request, with_runtime
+
+    runtime = runtime_request(args, args.eval_split)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     model = load_keras_model(args.model, info)
     out = args.out or args.model.parent / f"eval-{args.eval_split}"
-    return evaluate_split(model, split, info, args.eval_split, out, args.tta_crop)
+    metrics = evaluate_split(model, split, info, args.eval_split, out, args.tta_crop)
+    return with_runtime(metrics, runtime, args.model, out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -140,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         metrics = run(args)
-    except (TrainError, ModelError) as exc:
+    except (TrainError, ModelError, ConvertError, DetectorError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(summary(metrics))

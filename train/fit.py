@@ -326,15 +326,19 @@ def build_trainee(config: TrainConfig, data: Dataset) -> Any:
                          f"must have fewer than {MAX_STUDENT_PARAMS:,} (choose a smaller --student or --width)")
     teacher, teacher_info = load_teacher(config.distill.teacher, data)
     student_info = model_info(data, config)
+    (s_mean,), (s_std,), (t_mean,), (t_std,) = (student_info.mean, student_info.std, teacher_info.mean,
+                                                teacher_info.std)
     return Distiller(network, teacher, config.distill.temperature, config.distill.alpha,
                      classification_loss(config.loss, config.focal_gamma, config.label_smoothing),
-                     teacher_scale=student_info.std / teacher_info.std,
-                     teacher_shift=(student_info.mean - teacher_info.mean) / teacher_info.std)
+                     teacher_scale=s_std / t_std, teacher_shift=(s_mean - t_mean) / t_std)
 
 
 def load_teacher(path: Path, data: Dataset) -> tuple[Any, ModelInfo]:
     """The teacher model and its metadata; its labels must be the student's, in the same order."""
     info = load_model_info(path)
+    if (info.color, info.layout, len(info.mean), len(info.std)) != ("gray", "NHWC", 1, 1):
+        raise TrainError(f"teacher {path} is a {info.color} {info.layout} model; train/ teachers are grayscale "
+                         "NHWC models written by python -m train")
     if tuple(info.labels) != tuple(data.classes):
         raise TrainError(f"teacher {path} predicts {list(info.labels)}, the data's classes are "
                          f"{list(data.classes)}: pass the same --classes the teacher was trained with")
