@@ -208,6 +208,24 @@ def test_image_folder_dataset(tmp_path: Path) -> None:
         load_image_folder(tmp_path / "faces")
 
 
+def test_synthetic_hard_style_and_unlabelled_crops(tmp_path: Path) -> None:
+    from train.synthetic import STYLES, draw_pattern, write_unlabelled
+
+    easy = [draw_pattern("happy", np.random.default_rng(i)) for i in range(20)]
+    hard = [draw_pattern("happy", np.random.default_rng(i), style=STYLES["hard"]) for i in range(20)]
+    # the same draws, harder: more noise (pixel-to-pixel differences) around the same ring
+    assert np.mean([np.abs(np.diff(h.astype(int), axis=1)).mean() for h in hard]) > 1.5 * np.mean(
+        [np.abs(np.diff(e.astype(int), axis=1)).mean() for e in easy])
+    fer, _ = write_synthetic(tmp_path / "hard", seed=1, scale=0.1, style="hard", test_fraction=0.5)
+    data = load_fer2013(fer)
+    assert len(data.split("PublicTest")) >= 0.4 * len(data.split("Training"))
+    folder = write_unlabelled(tmp_path / "hard", 12, style="hard")
+    files = sorted(folder.glob("*.png"))
+    assert len(files) == 12 and cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED).shape == (48, 48)
+    with pytest.raises(ValueError, match="synthetic style must be one of"):
+        write_synthetic(tmp_path / "x", style="medium")
+
+
 # ---- metrics and imbalance -------------------------------------------------------------------------------
 
 def test_metrics_match_hand_computed_values() -> None:

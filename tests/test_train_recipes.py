@@ -26,11 +26,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras 3
 SEED = 0
 SCALE = 0.6  # ~700 Training faces: few enough that augmentation and the optimizer matter
 TEST_FRACTION = 0.3  # ~210 faces in each test split
-UNLABELLED = 1200  # unlabelled crops beside the labelled set
+UNLABELLED = 1000  # unlabelled crops beside the labelled set
 SIDE = "40"  # the paper's input side, for teacher and student
-EPOCHS, FINE_TUNE = "12", "3"
-STUDENT_EPOCHS = "8"
-STUDENT = ("--schedule", "cosine", "--lr", "0.003")
+EPOCHS, FINE_TUNE = "16", "4"
+STUDENT_EPOCHS = "12"
+STUDENT = ("--batch-size", "128", "--lr", "0.002")  # the seeds' Adam and plateau, larger steps
 PRESET = ("--recipe", "khaireddin", "--width", "0.125", "--epochs", EPOCHS, "--fine-tune-epochs", FINE_TUNE)
 # deliberately weak: the same network and epochs, plain SGD without momentum at a constant rate, no augmentation
 WEAK = ("--arch", "vgg_khaireddin", "--width", "0.125", "--epochs", str(int(EPOCHS) + int(FINE_TUNE)),
@@ -102,7 +102,8 @@ def test_paper_recipe_beats_a_weak_recipe(teacher: Path, weak: Path) -> None:
     info = load_model_info(teacher / "model.keras")
     assert (info.provenance["recipe"], info.provenance["optimizer"], info.provenance["arch"]) == (
         "khaireddin", "sgd", "vgg_khaireddin")
-    assert info.provenance["epochs"] == int(EPOCHS) + int(FINE_TUNE) and info.provenance["fine_tune_epochs"] == 3
+    assert info.provenance["epochs"] == int(EPOCHS) + int(FINE_TUNE)
+    assert info.provenance["fine_tune_epochs"] == int(FINE_TUNE)
     with (teacher / "train_log.csv").open() as handle:
         rates = [float(row["learning_rate"]) for row in csv.DictReader(handle)]
     assert rates[0] == pytest.approx(0.01) and rates[-1] < 1e-4  # the fine-tune's cosine ends near 0
