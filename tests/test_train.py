@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from edge.model import FER2013_LABELS, load_model_info
-from tests.conftest import ROOT
+from tests.conftest import DATA, ROOT
 from train import TrainError
 from train.augment import AugmentConfig, augment_batch
 from train.data import (CLASS_SETS, FERPLUS_COLUMNS, DataError, ferplus_labels, load_dataset, load_fer2013,
@@ -207,6 +208,24 @@ def test_image_folder_dataset(tmp_path: Path) -> None:
         load_image_folder(tmp_path / "faces")
 
 
+def test_synthetic_hard_style_and_unlabelled_crops(tmp_path: Path) -> None:
+    from train.synthetic import STYLES, draw_pattern, write_unlabelled
+
+    easy = [draw_pattern("happy", np.random.default_rng(i)) for i in range(20)]
+    hard = [draw_pattern("happy", np.random.default_rng(i), style=STYLES["hard"]) for i in range(20)]
+    # the same draws, harder: more noise (pixel-to-pixel differences) around the same ring
+    assert np.mean([np.abs(np.diff(h.astype(int), axis=1)).mean() for h in hard]) > 1.5 * np.mean(
+        [np.abs(np.diff(e.astype(int), axis=1)).mean() for e in easy])
+    fer, _ = write_synthetic(tmp_path / "hard", seed=1, scale=0.1, style="hard", test_fraction=0.5)
+    data = load_fer2013(fer)
+    assert len(data.split("PublicTest")) >= 0.4 * len(data.split("Training"))
+    folder = write_unlabelled(tmp_path / "hard", 12, style="hard")
+    files = sorted(folder.glob("*.png"))
+    assert len(files) == 12 and cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED).shape == (48, 48)
+    with pytest.raises(ValueError, match="synthetic style must be one of"):
+        write_synthetic(tmp_path / "x", style="medium")
+
+
 # ---- metrics and imbalance -------------------------------------------------------------------------------
 
 def test_metrics_match_hand_computed_values() -> None:
@@ -250,21 +269,178 @@ def test_augmentation_is_seeded_and_flip_mirrors() -> None:
         AugmentConfig(rotation=-1)
 
 
+NO_TRANSFORM = AugmentConfig(flip=False, shift=0, rotation=0, zoom=0, contrast=0, sharpness=0)
+
+
+@pytest.mark.parametrize("scale", [(0.5, 0.5), (0.8, 1.0), (1.2, 1.2)])
+def test_random_resized_crop_stretches_a_crop_of_the_drawn_area(scale: tuple[float, float]) -> None:
+    from train.augment import CROP_RATIO, crop_matrix
+
+    side = 48
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        matrix = crop_matrix(side, rng, scale)
+        inverse = np.linalg.inv(matrix)  # output corners -> the crop's corners in the input
+        corners = inverse @ np.array([[0, side, 0, side], [0, 0, side, side], [1, 1, 1, 1]], dtype=float)
+        width, height = corners[0].max() - corners[0].min(), corners[1].max() - corners[1].min()
+        assert scale[0] * side ** 2 - 1e-6 <= width * height <= scale[1] * side ** 2 + 1e-6
+        assert CROP_RATIO[0] - 1e-9 <= width / height <= CROP_RATIO[1] + 1e-9
+        for low, high in ((corners[0].min(), corners[0].max()), (corners[1].min(), corners[1].max())):
+            if high - low <= side:  # a crop no wider (taller) than the image lies inside it
+                assert low >= -1e-9 and high <= side + 1e-9
+            else:  # a larger one covers it, the border repeated
+                assert low <= 1e-9 and high >= side - 1e-9
+    image = np.zeros((1, side, side), np.uint8)
+    image[0, 20:28, 20:28] = 255  # a centred square grows when a half-area crop is stretched
+    zoomed = augment_batch(image, np.random.default_rng(0), replace(NO_TRANSFORM, crop_scale=(0.5, 0.5)))
+    if scale == (0.5, 0.5):
+        assert (zoomed > 127).sum() > 1.5 * (image > 127).sum()
+    np.testing.assert_array_equal(augment_batch(image, np.random.default_rng(0), NO_TRANSFORM), image)
+
+
+def test_random_erasing_fills_one_rectangle_of_the_drawn_size() -> None:
+    from train.augment import ERASE_AREA
+
+    flat = np.full((40, 48, 48), 128, np.uint8)
+    erased = augment_batch(flat, np.random.default_rng(0), replace(NO_TRANSFORM, erase=1.0))
+    for image in erased:
+        rows, cols = np.nonzero(image != 128)
+        assert len(rows), "every image was erased with probability 1"
+        box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert ERASE_AREA[0] * 48 * 48 * 0.8 <= box <= ERASE_AREA[1] * 48 * 48 * 1.2
+        assert np.count_nonzero(image != 128) >= 0.9 * box  # the rectangle is filled with noise
+    half = augment_batch(flat, np.random.default_rng(0), replace(NO_TRANSFORM, erase=0.5))
+    share = np.mean([np.any(image != 128) for image in half])
+    assert 0.25 <= share <= 0.75
+    with pytest.raises(ValueError, match="crop_scale must be"):
+        AugmentConfig(crop_scale=(0.9, 0.5))
+
+
+# ---- test-time augmentation -------------------------------------------------------------------------------
+
+def test_ten_crop_views_are_corners_centre_and_mirrors() -> None:
+    from train.tta import averaged_probabilities, crop_boxes, views
+
+    images = np.random.default_rng(2).integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    assert crop_boxes(48, 0.875) == [(0, 0, 42), (6, 0, 42), (0, 6, 42), (6, 6, 42), (3, 3, 42)]
+    ten = views(images, "ten_crop", 0.875)
+    assert ten.shape == (3, 10, 48, 48) and ten.dtype == np.uint8
+    np.testing.assert_array_equal(ten[:, 5:], ten[:, :5, :, ::-1])  # the mirrors of the five crops
+    centre = cv2.resize(images[0, 3:45, 3:45], (48, 48), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(ten[0, 4], centre)
+    np.testing.assert_array_equal(views(images, "flip")[:, 1], images[:, :, ::-1])
+    np.testing.assert_array_equal(views(images, "single")[:, 0], images)
+    np.testing.assert_array_equal(views(images, "ten_crop", 1.0)[:, 4], images)
+
+    def left_is_brighter(faces: np.ndarray) -> np.ndarray:  # a "model" whose answer flips with a mirror
+        left = faces[:, :, :24].mean(axis=(1, 2)) > faces[:, :, 24:].mean(axis=(1, 2))
+        return np.stack([left, ~left], axis=1).astype(np.float32)
+
+    gradient = np.tile(np.linspace(255, 0, 48).astype(np.uint8), (48, 1))[None]
+    np.testing.assert_allclose(averaged_probabilities(left_is_brighter, gradient, "single"), [[1, 0]])
+    np.testing.assert_allclose(averaged_probabilities(left_is_brighter, gradient, "flip"), [[0.5, 0.5]])
+    np.testing.assert_allclose(averaged_probabilities(left_is_brighter, gradient, "ten_crop"), [[0.5, 0.5]])
+
+
+# ---- schedules, optimizers, recipes ------------------------------------------------------------------------
+
+def test_cosine_schedule_warms_up_then_decays_to_its_floor() -> None:
+    from train.fit import CosineSchedule
+
+    schedule = CosineSchedule(peak=0.1, first_epoch=0, epochs=10, steps_per_epoch=10, warmup_epochs=2, floor=0.001)
+    assert schedule.rate(0) == 0.0 and schedule.rate(10) == pytest.approx(0.05)  # linear warm-up
+    assert schedule.rate(20) == pytest.approx(0.1)  # the peak when warm-up ends
+    assert schedule.rate(60) == pytest.approx((0.1 + 0.001) / 2)  # half-way through the decay
+    assert schedule.rate(100) == pytest.approx(0.001) and schedule.rate(500) == pytest.approx(0.001)
+    rates = [schedule.rate(step) for step in range(20, 101)]
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+
+
+def test_recipe_sets_the_papers_choices_and_explicit_flags_win(tmp_path: Path) -> None:
+    from train.cli import parse_args, train_config
+
+    base = ["--data", str(tmp_path / "fer.csv"), "--out", str(tmp_path / "out")]
+    paper = train_config(parse_args([*base, "--recipe", "khaireddin"]))
+    assert (paper.arch, paper.optimizer, paper.momentum, paper.nesterov) == ("vgg_khaireddin", "sgd", 0.9, True)
+    assert (paper.learning_rate, paper.weight_decay, paper.epochs, paper.batch_size) == (0.01, 1e-4, 300, 64)
+    assert (paper.schedule, paper.plateau_monitor, paper.lr_factor, paper.lr_patience) == (
+        "plateau", "val_accuracy", 0.75, 5)
+    assert paper.patience == 0 and paper.fine_tune_epochs == 50 and paper.recipe == "khaireddin"
+    assert paper.augment.crop_scale == (0.8, 1.2) and paper.augment.erase == 0.5 and paper.augment.flip
+    assert (paper.augment.shift, paper.augment.rotation) == (0.2, 10.0)
+    mine = train_config(parse_args([*base, "--recipe", "khaireddin", "--epochs", "3", "--optimizer", "adam",
+                                    "--erase", "0.25", "--width", "0.125"]))
+    assert (mine.epochs, mine.optimizer, mine.augment.erase, mine.width) == (3, "adam", 0.25, 0.125)
+    assert mine.augment.crop_scale == (0.8, 1.2) and mine.weight_decay == 1e-4  # the rest stays the recipe's
+    seeds = train_config(parse_args(base))
+    assert (seeds.arch, seeds.optimizer, seeds.plateau_monitor, seeds.patience) == ("mini_xception", "adam",
+                                                                                      "val_loss", 10)
+    assert seeds.augment == AugmentConfig()
+    with pytest.raises(TrainError, match="--no-augment cannot be combined with --erase"):
+        train_config(parse_args([*base, "--no-augment", "--erase", "0.5"]))
+    with pytest.raises(TrainError, match="--width applies to vgg_khaireddin only"):
+        train_config(parse_args([*base, "--width", "0.5"]))
+    with pytest.raises(TrainError, match="warm-up"):
+        train_config(parse_args([*base, "--schedule", "cosine", "--warmup-epochs", "5", "--epochs", "5"]))
+
+
 # ---- TensorFlow: loss, architectures, batches ------------------------------------------------------------
 
-def test_focal_loss_matches_hand_computed_value() -> None:
-    from train.losses import CategoricalFocalLoss
+def hand_written_focal_loss(y_true: np.ndarray, y_pred: np.ndarray, gamma: float,
+                            alpha: list[float] | None = None) -> float:
+    """The focal loss train/losses.py used to write by hand (kept as the reference for Keras' own):
+    per face -sum_c alpha_c * y_c * (1 - p_c)^gamma * log(p_c), p clipped to [1e-7, 1 - 1e-7], batch mean."""
+    probs = np.clip(y_pred.astype(np.float64), 1e-7, 1 - 1e-7)
+    loss = -y_true * (1.0 - probs) ** gamma * np.log(probs)
+    if alpha is not None:
+        loss = loss * np.asarray(alpha)
+    return float(loss.sum(axis=-1).mean())
 
-    y_true = np.array([[0.0, 1.0, 0.0]], dtype=np.float32)
-    y_pred = np.array([[0.2, 0.7, 0.1]], dtype=np.float32)
-    expected = (1 - 0.7) ** 2 * -math.log(0.7)  # 0.0321007
-    assert float(CategoricalFocalLoss(gamma=2.0)(y_true, y_pred)) == pytest.approx(expected, rel=1e-5)
-    assert float(CategoricalFocalLoss(gamma=0.0)(y_true, y_pred)) == pytest.approx(-math.log(0.7), rel=1e-5)
-    alpha = CategoricalFocalLoss(gamma=2.0, alpha=[1.0, 0.25, 1.0])
-    assert float(alpha(y_true, y_pred)) == pytest.approx(0.25 * expected, rel=1e-5)
-    soft = np.array([[0.0, 0.5, 0.5]], dtype=np.float32)
-    expected_soft = 0.5 * 0.3 ** 2 * -math.log(0.7) + 0.5 * 0.9 ** 2 * -math.log(0.1)
-    assert float(CategoricalFocalLoss()(soft, y_pred)) == pytest.approx(expected_soft, rel=1e-5)
+
+def test_keras_focal_loss_equals_the_hand_written_formula() -> None:
+    import keras
+
+    from train.losses import classification_loss
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, size=(32, 7))
+    y_pred = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32)
+    hard = np.eye(7, dtype=np.float32)[rng.integers(0, 7, 32)]
+    soft = rng.dirichlet(np.ones(7), size=32).astype(np.float32)
+    for y_true in (hard, soft):
+        for gamma in (0.0, 2.0, 5.0):
+            keras_value = float(classification_loss("focal", focal_gamma=gamma)(y_true, y_pred))
+            assert keras_value == pytest.approx(hand_written_focal_loss(y_true, y_pred, gamma), rel=1e-5)
+        alpha = [1.0, 0.25, 1.0, 0.5, 1.0, 2.0, 1.0]  # the seeds' per-class alpha
+        per_class = keras.losses.CategoricalFocalCrossentropy(alpha=alpha, gamma=2.0)
+        assert float(per_class(y_true, y_pred)) == pytest.approx(
+            hand_written_focal_loss(y_true, y_pred, 2.0, alpha), rel=1e-5)
+    # one value by hand: (1 - 0.7)^2 * -log(0.7)
+    one = classification_loss("focal")(np.array([[0.0, 1.0, 0.0]]), np.array([[0.2, 0.7, 0.1]], np.float32))
+    assert float(one) == pytest.approx(0.3 ** 2 * -math.log(0.7), rel=1e-5)
+    smoothed = classification_loss("focal", focal_gamma=2.0, label_smoothing=0.1)(hard, y_pred)
+    assert float(smoothed) == pytest.approx(hand_written_focal_loss(hard * 0.9 + 0.1 / 7, y_pred, 2.0), rel=1e-5)
+    gamma0 = classification_loss("focal", focal_gamma=0.0)(soft, y_pred)
+    assert float(gamma0) == pytest.approx(float(classification_loss("crossentropy")(soft, y_pred)), rel=1e-5)
+
+
+def test_distillation_soft_term_is_temperature_scaled_kl() -> None:
+    from train.losses import soft_target_loss, tempered
+
+    rng = np.random.default_rng(1)
+    teacher = rng.dirichlet(np.ones(5), size=4).astype(np.float32)
+    student = rng.dirichlet(np.ones(5), size=4).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(tempered(teacher, 1.0)), teacher, atol=1e-6)
+    for temperature in (1.0, 4.0):
+        t = teacher ** (1 / temperature)
+        t /= t.sum(axis=1, keepdims=True)
+        s_ = student ** (1 / temperature)
+        s_ /= s_.sum(axis=1, keepdims=True)
+        expected = temperature ** 2 * (t * np.log(t / s_)).sum(axis=1)
+        np.testing.assert_allclose(np.asarray(soft_target_loss(teacher, student, temperature)), expected, rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(soft_target_loss(teacher, teacher, 4.0)), 0.0, atol=1e-5)
+    softer = np.asarray(tempered(teacher, 4.0))
+    assert np.all(softer.max(axis=1) < teacher.max(axis=1))  # a higher temperature flattens
 
 
 @pytest.mark.parametrize("arch, classes, side, params", [
@@ -272,6 +448,7 @@ def test_focal_loss_matches_hand_computed_value() -> None:
     ("vgg_bn", 8, 64, 1_188_200),  # seed 003: 1,186,536 trainable ("1.2M")
     ("cnn4block", 7, 48, 4_478_727),  # seed 004
     ("mini_xception", 7, 64, 58_423),  # the fer package's mini-Xception
+    ("vgg_khaireddin", 7, 40, 29_894_599),  # Khaireddin & Chen 2021 at the paper's 40x40 input, ~30M
 ])
 def test_architecture_parameter_counts(arch: str, classes: int, side: int, params: int) -> None:
     from train.models import build_model
@@ -279,6 +456,43 @@ def test_architecture_parameter_counts(arch: str, classes: int, side: int, param
     model = build_model(arch, classes, side)
     assert model.count_params() == params
     assert model.input_shape == (None, side, side, 1) and model.output_shape == (None, classes)
+
+
+def test_vgg_khaireddin_width_scales_every_layer() -> None:
+    from train.models import build_model
+
+    small = build_model("vgg_khaireddin", 7, 40, width=0.125)
+    convs = [layer.filters for layer in small.layers if hasattr(layer, "filters")]
+    dense = [layer.units for layer in small.layers if hasattr(layer, "units")]
+    assert convs == [8, 8, 16, 16, 32, 32, 64, 64] and dense == [512, 512, 7]
+    assert small.count_params() == 472_255
+    with pytest.raises(ValueError, match="--width applies to vgg_khaireddin only"):
+        build_model("mini_xception", 7, 48, width=0.5)
+
+
+def test_mixed_precision_is_chosen_on_a_gpu_and_saved_models_are_float32(tmp_path: Path) -> None:
+    """Selection logic only: this machine has no GPU, so mixed-precision training itself is untested here."""
+    import keras
+
+    from train.fit import precision_policy, save_inference_model
+    from train.models import build_model
+
+    assert precision_policy("auto", 0) == "float32" and precision_policy("auto", 1) == "mixed_float16"
+    assert precision_policy("float32", 2) == "float32" and precision_policy("mixed", 1) == "mixed_float16"
+    with pytest.raises(TrainError, match="--precision mixed needs a GPU"):
+        precision_policy("mixed", 0)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build_model("vgg_khaireddin", 7, 40, width=0.0625)
+        x = np.random.default_rng(0).random((2, 40, 40, 1), dtype=np.float32)
+        assert model.layers[0].compute_dtype == "float16"
+        assert model.predict_on_batch(x).dtype == np.float32  # the softmax layer computes in float32
+        save_inference_model(model, tmp_path / "model.keras")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    saved = keras.models.load_model(tmp_path / "model.keras")
+    assert {layer.compute_dtype for layer in saved.layers} == {"float32"}
+    np.testing.assert_allclose(saved.predict_on_batch(x), model.predict_on_batch(x), atol=2e-2)
 
 
 def test_mini_xception_trains_at_64_pixels() -> None:
@@ -356,6 +570,46 @@ def test_saved_model_loads_without_train_and_evaluates_the_same(run_dir: Path, s
     assert (out / "confusion_matrix.png").is_file()
 
 
+def labelled_photos(folder: Path) -> Path:
+    """Class folders of real photos and frames (labels arbitrary): four with a face, one without."""
+    frames = {}
+    for name in ("single_face.mp4", "no_face.mp4"):
+        capture = cv2.VideoCapture(str(DATA / name))
+        frames[name] = [capture.read()[1] for _ in range(30)][::15]
+        capture.release()
+    layout = {"happy": [cv2.imread(str(DATA / "single_face.jpg"))], "neutral": [cv2.imread(str(DATA / "multi_face.jpg"))],
+              "sad": frames["single_face.mp4"], "angry": frames["no_face.mp4"][:1]}
+    for label, images in layout.items():
+        (folder / label).mkdir(parents=True)
+        for i, image in enumerate(images):
+            cv2.imwrite(str(folder / label / f"{i}.png"), image)
+    return folder
+
+
+def test_runtime_evaluation_is_edge_evaluate_on_the_int8_model(run_dir: Path, synthetic: tuple[Path, Path],
+                                                               tmp_path: Path) -> None:
+    """train.evaluate --runtime-eval converts with convert/ and scores through edge.evaluate: the figures are
+    the ones `python -m edge.evaluate` prints for the same int8 model on the same images."""
+    from edge.evaluate import main as edge_evaluate
+    from train.evaluate import main as evaluate_main
+
+    photos = labelled_photos(tmp_path / "photos")
+    out = tmp_path / "eval"
+    assert evaluate_main(["--model", str(run_dir / "model.keras"), "--data", str(synthetic[0]), "--out", str(out),
+                          "--runtime-eval", str(photos)]) == 0
+    runtime = json.loads((out / "metrics.json").read_text())["runtime"]
+    assert (runtime["images_total"], runtime["scored"], runtime["no_face"]) == (5, 4, 1)
+    tflite = out / "runtime" / "model_int8.tflite"
+    assert Path(runtime["model"]) == tflite and load_model_info(tflite).input_quant.dtype == "int8"
+    assert runtime["int8_agreement_with_float"] >= 0.9  # on the synthetic test rows convert held out
+    assert edge_evaluate([str(photos), "--model", str(tflite), "--out", str(tmp_path / "edge"), "--jobs", "1"]) == 0
+    reference = json.loads((tmp_path / "edge" / "report.json").read_text())["models"][0]
+    assert (reference["scored"], reference["no_face"]) == (runtime["scored"], runtime["no_face"])
+    assert reference["accuracy"] == pytest.approx(runtime["accuracy"])
+    assert ((out / "runtime" / "model_int8.predictions.csv").read_text()
+            == (tmp_path / "edge" / "model_int8.predictions.csv").read_text())
+
+
 def test_cli_resume_continues_the_run(run_dir: Path, synthetic: tuple[Path, Path], tmp_path: Path) -> None:
     from train.cli import main
 
@@ -385,6 +639,33 @@ def test_cli_ferplus_soft_labels_focal_loss_oversampling(synthetic: tuple[Path, 
     assert metrics["accuracy"] >= MIN_SYNTHETIC_ACCURACY, metrics
     info = load_model_info(out / "model.keras")
     assert info.labels[-1] == "contempt" and "FER+" in info.provenance["dataset"]
+
+
+def test_ema_weights_are_the_ones_validated_and_saved(synthetic: tuple[Path, Path], tmp_path: Path) -> None:
+    """One epoch of SGD with weight decay, a cosine schedule, focal loss with label smoothing and an EMA:
+    the saved model holds the averaged weights (not the raw ones of last.keras) and scores exactly the
+    validation accuracy the log reports."""
+    import keras
+
+    from train.cli import main
+    from train.evaluate import predict
+
+    out = tmp_path / "ema"
+    assert main(["--data", str(synthetic[0]), "--arch", "vgg_khaireddin", "--width", "0.0625", "--input-size", "32",
+                 "--epochs", "1", "--optimizer", "sgd", "--lr", "0.05", "--weight-decay", "1e-4", "--schedule",
+                 "cosine", "--loss", "focal", "--label-smoothing", "0.1", "--ema", "0.9", "--quiet",
+                 "--out", str(out)]) == 0
+    with (out / "train_log.csv").open() as handle:
+        row = next(csv.DictReader(handle))
+    assert float(row["learning_rate"]) < 0.05 * 0.01  # the cosine ran down within the one epoch
+    saved = keras.models.load_model(out / "model.keras")
+    raw = keras.models.load_model(out / "last.keras", compile=False)
+    assert any(not np.allclose(a, b) for a, b in zip(saved.get_weights(), raw.get_weights()))
+    info = load_model_info(out / "model.keras")
+    val = load_fer2013(synthetic[0], side=32).split("PublicTest")
+    accuracy = float(np.mean(predict(saved, val.images, info).argmax(axis=1) == val.labels))
+    assert accuracy == pytest.approx(float(row["val_accuracy"]), abs=1e-6)
+    assert info.provenance["ema"] == 0.9 and info.provenance["schedule"] == "cosine"
 
 
 @pytest.mark.parametrize("change, fragment", [

@@ -1,4 +1,4 @@
-"""Categorical focal loss (Lin et al. 2017) for softmax outputs, hard or soft targets."""
+"""Training losses: cross-entropy or Keras' focal loss (with label smoothing) and the distillation terms."""
 
 from __future__ import annotations
 
@@ -10,32 +10,33 @@ from keras import ops
 
 log = logging.getLogger(__name__)
 
-EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] before the log
+LOG_EPSILON = 1e-12  # probabilities are clipped here before the log of the tempered softmax
 
 
-@keras.saving.register_keras_serializable(package="fer_train")
-class CategoricalFocalLoss(keras.losses.Loss):
-    """FL(p) = -sum_c alpha_c * y_c * (1 - p_c)^gamma * log(p_c), summed over classes.
+def classification_loss(name: str, focal_gamma: float = 2.0, label_smoothing: float = 0.0) -> Any:
+    """Categorical cross-entropy, or focal loss (Lin et al. 2017) as Keras implements it.
 
-    gamma = 0 and no alpha is plain categorical cross-entropy. ``alpha`` is an optional per-class
-    weight list (the seeds used one per class); a per-sample weight (class weights) multiplies on top.
+    Keras' focal loss defaults to alpha = 0.25, a constant factor on every term; alpha = 1 keeps the
+    loss on the scale of cross-entropy (gamma = 0 is then exactly cross-entropy), as the seeds had it.
+    Per-class weights come from ``--balance class-weights`` (sample weights) instead.
     """
+    if name == "focal":
+        return keras.losses.CategoricalFocalCrossentropy(alpha=1.0, gamma=focal_gamma,
+                                                         label_smoothing=label_smoothing)
+    if name == "crossentropy":
+        return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+    raise ValueError(f"unknown loss {name!r}")
 
-    def __init__(self, gamma: float = 2.0, alpha: list[float] | None = None,
-                 name: str = "categorical_focal_loss", **kwargs: Any) -> None:
-        super().__init__(name=name, **kwargs)
-        if gamma < 0:
-            raise ValueError(f"focal loss gamma must be >= 0, got {gamma}")
-        self.gamma = float(gamma)
-        self.alpha = None if alpha is None else [float(a) for a in alpha]
 
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        y_true = ops.cast(y_true, y_pred.dtype)
-        probs = ops.clip(y_pred, EPSILON, 1.0 - EPSILON)
-        loss = -y_true * ops.power(1.0 - probs, self.gamma) * ops.log(probs)
-        if self.alpha is not None:
-            loss = loss * ops.convert_to_tensor(self.alpha, dtype=y_pred.dtype)
-        return ops.sum(loss, axis=-1)
+def tempered(probs: Any, temperature: float) -> Any:
+    """softmax(logits / T) computed from softmax outputs: log p differs from the logits by a constant."""
+    return ops.softmax(ops.log(ops.clip(probs, LOG_EPSILON, 1.0)) / temperature, axis=-1)
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "gamma": self.gamma, "alpha": self.alpha}
+
+def soft_target_loss(teacher_probs: Any, student_probs: Any, temperature: float) -> Any:
+    """Per-sample T^2 * KL(teacher_T || student_T) (Hinton et al. 2015): the T^2 keeps its gradients on
+    the scale of the hard-label term whatever the temperature."""
+    target = tempered(teacher_probs, temperature)
+    log_student = ops.log(ops.clip(tempered(student_probs, temperature), LOG_EPSILON, 1.0))
+    log_target = ops.log(ops.clip(target, LOG_EPSILON, 1.0))
+    return temperature ** 2 * ops.sum(target * (log_target - log_student), axis=-1)

@@ -23,6 +23,14 @@
 #   of size 1) followed by a 1x1 convolution: the same function and weights, but TensorFlow 2.21's
 #   oneDNN CPU kernel for the gradient of a strided 1x1 convolution segfaults on inputs of about 56 px
 #   and more (measured: 60x60 and 64x64 crash, 44x44 and 48x48 do not), which a 64x64 mini-Xception hits.
+# - ``vgg_khaireddin``: the VGG variant of Khaireddin & Chen 2021 (arXiv 2105.03588), as in the authors'
+#   code (github.com/usef-kh/fer, models/vgg.py): four stages of two 3x3 "same" convolutions (64, 128,
+#   256, 512 filters), each followed by batch norm and ReLU, 2x2 max pooling after every stage, then two
+#   dense 4096 layers with dropout 0.2 and the softmax output. At the paper's 40x40 input the last stage
+#   is 2x2x512, and the network has 29,894,599 parameters with 7 classes. ``width`` multiplies every
+#   filter and dense count (0.125: 8-16-32-64 filters, dense 512), so tests can train a small one.
+# - Every network ends in a float32 softmax layer: under mixed precision (float16 compute) the
+#   probabilities and the loss stay in float32, as Keras' mixed-precision guide asks.
 
 from __future__ import annotations
 
@@ -46,8 +54,13 @@ ARCHITECTURES = {
     "cnn1m": ArchSpec(48, "seed 002: 4-conv CNN, ~1.0M parameters, trained there on 5 classes"),
     "vgg_bn": ArchSpec(64, "seed 003: VGG-like CNN with batch norm, ~1.2M parameters"),
     "cnn4block": ArchSpec(48, "seed 004: 4-block 64-128-512-512 CNN, ~4.5M parameters"),
+    "vgg_khaireddin": ArchSpec(40, "Khaireddin & Chen 2021: VGG variant, ~30M parameters at width 1"),
 }
-INPUT_SIDES = (48, 64)  # pixels
+INPUT_SIDES = (32, 40, 48, 64)  # pixels
+WIDTH_ARCHS = ("vgg_khaireddin",)  # architectures whose width can be scaled
+KHAIREDDIN_FILTERS = (64, 128, 256, 512)
+KHAIREDDIN_DENSE = 4096
+KHAIREDDIN_DROPOUT = 0.2
 # Batch-norm moving-average momentum. Keras' 0.99 needs ~500 steps before the inference statistics
 # forget their initial variance of 1, far above the variance of x/255 inputs: models evaluated early, or
 # trained on small sets, predict one class. 0.9 (PyTorch's default) settles in ~50 steps; on FER2013
@@ -55,16 +68,35 @@ INPUT_SIDES = (48, 64)  # pixels
 BN_MOMENTUM = 0.9
 
 
-def build_model(arch: str, num_classes: int, side: int | None = None) -> Any:
+def build_model(arch: str, num_classes: int, side: int | None = None, width: float = 1.0) -> Any:
     """A fresh, uncompiled Keras model taking (side, side, 1) normalised grayscale and returning softmax."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+    check_width(arch, width)
     side = side or ARCHITECTURES[arch].side
-    builders = {"mini_xception": mini_xception, "cnn1m": cnn1m, "vgg_bn": vgg_bn, "cnn4block": cnn4block}
-    model = builders[arch]((side, side, 1), num_classes)
+    if arch == "vgg_khaireddin":
+        model = vgg_khaireddin((side, side, 1), num_classes, width)
+    else:
+        builders = {"mini_xception": mini_xception, "cnn1m": cnn1m, "vgg_bn": vgg_bn, "cnn4block": cnn4block}
+        model = builders[arch]((side, side, 1), num_classes)
     log.info("built %s for %dx%d input, %d classes: %d parameters", arch, side, side, num_classes,
              model.count_params())
     return model
+
+
+def check_width(arch: str, width: float) -> None:
+    """Width scaling exists for WIDTH_ARCHS only; it must leave at least one filter per layer."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+    if width != 1.0 and arch not in WIDTH_ARCHS:
+        raise ValueError(f"--width applies to {', '.join(WIDTH_ARCHS)} only, not {arch}")
+    if not 1 / 64 <= width <= 4.0:
+        raise ValueError(f"width must be in [1/64, 4], got {width}")
+
+
+def softmax() -> Any:
+    """The output activation, float32 even under a mixed-precision policy."""
+    from keras import layers
+
+    return layers.Activation("softmax", dtype="float32")
 
 
 def batch_norm() -> Any:
@@ -86,7 +118,7 @@ def cnn1m(input_shape: tuple[int, int, int], num_classes: int) -> Any:
         layers.Flatten(),
         layers.Dense(128), layers.Activation("relu"), batch_norm(), layers.Dropout(0.5),
         layers.Dense(64), layers.Activation("relu"), batch_norm(),
-        layers.Dense(num_classes), layers.Activation("softmax"),
+        layers.Dense(num_classes), softmax(),
     ], name="cnn1m")
 
 
@@ -103,7 +135,8 @@ def vgg_bn(input_shape: tuple[int, int, int], num_classes: int) -> Any:
     for _ in range(2):
         model.add(layers.Dense(512, activation="relu"))
         model.add(layers.Dropout(0.6))
-    model.add(layers.Dense(num_classes, activation="softmax"))
+    model.add(layers.Dense(num_classes))
+    model.add(softmax())
     return model
 
 
@@ -123,7 +156,8 @@ def cnn4block(input_shape: tuple[int, int, int], num_classes: int) -> Any:
         model.add(batch_norm())
         model.add(layers.Activation("relu"))
         model.add(layers.Dropout(0.25))
-    model.add(layers.Dense(num_classes, activation="softmax"))
+    model.add(layers.Dense(num_classes))
+    model.add(softmax())
     return model
 
 
@@ -151,5 +185,26 @@ def mini_xception(input_shape: tuple[int, int, int], num_classes: int, l2: float
         x = layers.add([x, residual])
     x = layers.Conv2D(num_classes, 3, padding="same")(x)
     x = layers.GlobalAveragePooling2D()(x)
-    outputs = layers.Activation("softmax")(x)
+    outputs = softmax()(x)
     return Model(inputs, outputs, name="mini_xception")
+
+
+def vgg_khaireddin(input_shape: tuple[int, int, int], num_classes: int, width: float = 1.0) -> Any:
+    from keras import Input, Sequential, layers
+
+    scaled = [max(1, round(f * width)) for f in KHAIREDDIN_FILTERS]
+    model = Sequential([Input(input_shape)], name="vgg_khaireddin")
+    for filters in scaled:
+        for _ in range(2):
+            model.add(layers.Conv2D(filters, 3, padding="same"))
+            model.add(batch_norm())
+            model.add(layers.Activation("relu"))
+        model.add(layers.MaxPooling2D())
+    model.add(layers.Flatten())
+    for _ in range(2):
+        model.add(layers.Dense(max(1, round(KHAIREDDIN_DENSE * width))))
+        model.add(layers.Dropout(KHAIREDDIN_DROPOUT))
+        model.add(layers.Activation("relu"))
+    model.add(layers.Dense(num_classes))
+    model.add(softmax())
+    return model
