@@ -7,7 +7,6 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -15,6 +14,8 @@ import cv2
 import numpy as np
 
 from edge.config import CaptureConfig
+from edge.messages import END, EndOfStream, FrameTask
+from edge.results import Stamps
 
 log = logging.getLogger(__name__)
 
@@ -353,20 +354,6 @@ class Pacer:
             (stop or threading.Event()).wait(delay)
 
 
-@dataclass
-class FrameTask:
-    """A captured frame as it travels between stages: where its pixels are, never the pixels."""
-
-    slot: int
-    seq: int  # set when dispatched: consecutive over the frames that are processed
-    index: int  # frame number in the source
-    timestamp: float
-    shape: tuple[int, int, int]
-    still: bool = False
-    name: str = ""
-    stamps: dict[str, float] | None = None
-
-
 class FrameReader(threading.Thread):
     """Reads a source into shared-memory slots on its own thread and hands frames on.
 
@@ -376,7 +363,7 @@ class FrameReader(threading.Thread):
     full waits as the single pending frame, and a newer one replaces it (a counted drop).
     """
 
-    def __init__(self, source: Source, buffers: list[np.ndarray], send: Callable[[FrameTask | None], None],
+    def __init__(self, source: Source, buffers: list[np.ndarray], send: Callable[[FrameTask | EndOfStream], None],
                  config: CaptureConfig, stop: threading.Event, max_in_flight: int = 2,
                  pace: bool = False) -> None:
         super().__init__(name="capture", daemon=True)
@@ -470,7 +457,7 @@ class FrameReader(threading.Thread):
                 self._offer(FrameTask(
                     slot=slot, seq=-1, index=index, timestamp=self.source.timestamp(index),
                     shape=frame.shape, still=self.source.still, name=self.source.current_name(),
-                    stamps={"read_start": read_start, "captured": captured}))
+                    stamps=Stamps(read_start=read_start, captured=captured)))
         except Exception as exc:  # a capture failure must end the stream, not hang it
             log.exception("capture failed")
             self.error = f"capture failed: {exc}"
@@ -479,7 +466,7 @@ class FrameReader(threading.Thread):
                 if self.pending is not None:
                     task, self.pending = self.pending, None
                     self._dispatch(task)
-            self.send(None)  # end of stream
+            self.send(END)
 
     def _read_into(self, buffer: np.ndarray) -> np.ndarray | None:
         """Read the next frame into a slot buffer; a camera or stream that stalls is reopened with back-off."""

@@ -10,6 +10,7 @@ import pytest
 
 from edge.capture import FrameReader, Pacer, Source, SourceError, fit_into, open_source
 from edge.config import CaptureConfig
+from edge.messages import EndOfStream, FrameTask
 from tests.conftest import DATA
 
 
@@ -71,7 +72,7 @@ def run_reader(source: Source, slow_consumer_s: float, max_in_flight: int) -> tu
 
     def send(task):
         outbox.append(task)
-        if task is None:
+        if isinstance(task, EndOfStream):
             done.set()
             return
         # A consumer on another thread: read the pixel, then free the slot later.
@@ -87,7 +88,7 @@ def run_reader(source: Source, slow_consumer_s: float, max_in_flight: int) -> tu
     assert done.wait(10)
     reader.join(5)
     time.sleep(slow_consumer_s + 0.05)
-    return [t for t in outbox if t is not None], reader
+    return [t for t in outbox if isinstance(t, FrameTask)], reader
 
 
 def test_file_reader_delivers_every_frame_in_order_under_backpressure():
@@ -150,14 +151,14 @@ def run_reader_with(source: Source, config: CaptureConfig, frames: int = 12) -> 
 
     def consume(task):  # used at once, so its slot is free again
         outbox.append(task)
-        if task is not None:
+        if isinstance(task, FrameTask):
             reader.release(task.slot)
             if len(outbox) == frames:
                 stop.set()
 
     reader = FrameReader(source, buffers, consume, config, stop, max_in_flight=4)
     reader.run()  # on this thread: it returns at the end of the stream
-    assert outbox[-1] is None
+    assert isinstance(outbox[-1], EndOfStream)
     return outbox[:-1], reader
 
 
