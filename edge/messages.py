@@ -13,13 +13,28 @@ Pixels never travel: a frame is a slot number in the shared-memory ring (``edge.
 
 from __future__ import annotations
 
+import dataclasses
+import operator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
 from edge.results import Stamps
 
+MessageClass = TypeVar("MessageClass", bound=type)
 
+
+def pickled_as_values(cls: MessageClass) -> MessageClass:
+    """Pickle instances as their class and field values, as cheaply as a tuple (a dataclass's default is its
+    state dictionary, rebuilt attribute by attribute): every frame sends three of these between processes."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    values = operator.attrgetter(*names) if len(names) > 1 else lambda message: tuple(getattr(message, n) for n in names)
+    cls.__reduce__ = lambda message: (cls, values(message))
+    return cls
+
+
+@pickled_as_values
 @dataclass(frozen=True, slots=True)
 class Attach:
     """Main -> detector, before the first frame: the shared-memory frame ring the frames will be in."""
@@ -29,6 +44,7 @@ class Attach:
     capacity: int  # bytes per slot
 
 
+@pickled_as_values
 @dataclass
 class FrameTask:
     """A captured frame as it travels between stages: where its pixels are, never the pixels.
@@ -46,6 +62,7 @@ class FrameTask:
     stamps: Stamps = field(default_factory=Stamps)
 
 
+@pickled_as_values
 @dataclass(frozen=True, slots=True)
 class Detected:
     """Detector -> classifier: a frame's face boxes (n, 4) and the model's crops of them."""
@@ -55,6 +72,7 @@ class Detected:
     crops: np.ndarray
 
 
+@pickled_as_values
 @dataclass(frozen=True, slots=True)
 class Classified:
     """Classifier -> main: a frame's face boxes (n, 4) and their probabilities (n, classes) in label order."""
@@ -64,11 +82,13 @@ class Classified:
     probs: np.ndarray
 
 
+@pickled_as_values
 @dataclass(frozen=True, slots=True)
 class EndOfStream:
     """After the last frame; each stage passes it on downstream and ends."""
 
 
+@pickled_as_values
 @dataclass(frozen=True, slots=True)
 class Ready:
     """Worker -> main: the stage has started (its model is loaded) and takes frames."""
@@ -76,6 +96,7 @@ class Ready:
     stage: str
 
 
+@pickled_as_values
 @dataclass(frozen=True, slots=True)
 class StageError:
     """Worker -> main: the stage could not start, or failed while running; ``detail`` is one line."""
@@ -84,6 +105,7 @@ class StageError:
     detail: str
 
 
+@pickled_as_values
 @dataclass(frozen=True, slots=True)
 class LogLine:
     """Worker -> main: a log record of a worker, re-emitted by the main process's own logging."""

@@ -116,6 +116,10 @@ class Stamps:
     render_start: float | None = None
     rendered: float | None = None
 
+    def __reduce__(self) -> tuple[type, tuple[float | None, ...]]:  # pickled as its values: it travels with every frame
+        return Stamps, (self.read_start, self.captured, self.detect_start, self.detect_end, self.classify_start,
+                        self.classify_end, self.render_start, self.rendered)
+
     def latencies_ms(self) -> dict[str, float]:
         """Per-stage latency in milliseconds (the keys of STAGES), for the stages both of whose stamps are set."""
         spans = {"capture": (self.read_start, self.captured), "queue": (self.captured, self.detect_start),
