@@ -40,7 +40,7 @@ class Source:
     fps: float = 0.0
     still: bool = False  # independent images, not a video
     can_stall: bool = False  # a failed read may be a stall worth reopening (cameras, streams), not the end
-    skipped: int = 0  # frames of a damaged file that could not be decoded and were passed over, so far
+    skipped: int = 0  # frames passed over so far (a damaged file's, a replay's): their numbers are left out
 
     def read(self, out: np.ndarray | None = None) -> np.ndarray | None:
         raise NotImplementedError
@@ -82,6 +82,7 @@ class VideoSource(Source):
         # A file's frame count from its container, for going on past damage; 0 when unknown or not a file.
         self.frame_count = int(count) if not self.can_stall and 0 < count < MAX_FRAME_COUNT else 0
         self.position = 1  # index of the next frame in the file
+        self.damaged = 0  # frames that could not be decoded and were passed over
         self._ended = False
 
     def _open(self) -> cv2.VideoCapture | None:
@@ -136,6 +137,16 @@ class VideoSource(Source):
             return self._past_damage(out if fits else None)
         return None
 
+    def skip(self) -> bool:
+        """Pass over the next frame without converting it (a camera that replaced it); False at the end."""
+        if self._first is not None:
+            self._first = None
+            return True
+        if self.capture is None or not self.capture.grab():
+            return False
+        self.position += 1
+        return True
+
     def _past_damage(self, out: np.ndarray | None) -> np.ndarray | None:
         """After a failed read inside a file: the first frame that decodes past the damage, or None at its end.
 
@@ -150,6 +161,7 @@ class VideoSource(Source):
                 ok, frame = self.capture.read(out) if out is not None else self.capture.read()
                 if ok:
                     self.skipped += target - failed
+                    self.damaged += target - failed
                     self.position = target + 1
                     return frame
             attempts += 1
@@ -160,7 +172,7 @@ class VideoSource(Source):
 
     def _report_damage(self, missing_tail: int) -> None:
         """One warning at the end of a damaged file; a tail shorter than a second is a container's inexact count."""
-        lost = self.skipped + (missing_tail if missing_tail > self.fps else 0)
+        lost = self.damaged + (missing_tail if missing_tail > self.fps else 0)
         if lost:
             log.warning("%s: %d of its %d frames could not be decoded (the file is damaged) and were skipped",
                         self.name, lost, self.frame_count)

@@ -335,3 +335,20 @@ def test_a_sound_file_whose_header_overcounts_its_frames_gives_no_warning(caplog
     tasks, _ = run_reader_with(source, CaptureConfig(), frames=10_000)
     assert len(tasks) == 95 and source.skipped == 0
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_skipped_frames_keep_a_files_numbering_and_are_no_damage(caplog):
+    import cv2
+
+    capture, frames = cv2.VideoCapture(str(DATA / "single_face.mp4")), []
+    while (frame := capture.read()[1]) is not None:
+        frames.append(frame)
+    source = open_source(str(DATA / "single_face.mp4"), CaptureConfig())
+    assert np.array_equal(source.read(), frames[0])
+    assert source.skip() and source.skip()
+    assert np.array_equal(source.read(), frames[3])
+    passed = 0
+    while source.skip():
+        passed += 1
+    assert passed == 68 and source.read() is None  # every frame after the fourth, then the end
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
