@@ -35,7 +35,7 @@ class PacedVideoSource(VideoSource):
         if self._t0 is None:
             self._t0 = now
         while now >= self.due(self._next + 1):  # the sensor has already replaced this frame
-            if not self._skip():
+            if not self.skip():
                 return None
             self._next += 1
             self.skipped += 1
@@ -47,9 +47,3 @@ class PacedVideoSource(VideoSource):
 
     def reopen(self) -> bool:
         return False  # a replay that reached the end of its file is over
-
-    def _skip(self) -> bool:
-        if self._first is not None:
-            self._first = None
-            return True
-        return self.capture is not None and self.capture.grab()

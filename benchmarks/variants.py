@@ -98,8 +98,8 @@ def sequential(path: Path, config: Config, model: Path, workdir: Path, name: str
     try:
         for frame, result in runner:
             presenter(frame, result, runner)
-            result.stamps["rendered"] = time.perf_counter()
-            log.add(result.index, result.stamps["rendered"], result.faces.xyxy, result.latencies_ms())
+            result.stamps.rendered = time.perf_counter()
+            log.add(result.index, result.stamps.rendered, result.faces.xyxy, result.latencies_ms())
     finally:
         presenter.close()
     log.finished = time.perf_counter()

@@ -7,7 +7,6 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -15,6 +14,8 @@ import cv2
 import numpy as np
 
 from edge.config import CaptureConfig
+from edge.messages import END, EndOfStream, FrameTask
+from edge.results import Stamps
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class Source:
     fps: float = 0.0
     still: bool = False  # independent images, not a video
     can_stall: bool = False  # a failed read may be a stall worth reopening (cameras, streams), not the end
-    skipped: int = 0  # frames of a damaged file that could not be decoded and were passed over, so far
+    skipped: int = 0  # frames passed over so far (a damaged file's, a replay's): their numbers are left out
 
     def read(self, out: np.ndarray | None = None) -> np.ndarray | None:
         raise NotImplementedError
@@ -81,6 +82,7 @@ class VideoSource(Source):
         # A file's frame count from its container, for going on past damage; 0 when unknown or not a file.
         self.frame_count = int(count) if not self.can_stall and 0 < count < MAX_FRAME_COUNT else 0
         self.position = 1  # index of the next frame in the file
+        self.damaged = 0  # frames that could not be decoded and were passed over
         self._ended = False
 
     def _open(self) -> cv2.VideoCapture | None:
@@ -135,6 +137,16 @@ class VideoSource(Source):
             return self._past_damage(out if fits else None)
         return None
 
+    def skip(self) -> bool:
+        """Pass over the next frame without converting it (a camera that replaced it); False at the end."""
+        if self._first is not None:
+            self._first = None
+            return True
+        if self.capture is None or not self.capture.grab():
+            return False
+        self.position += 1
+        return True
+
     def _past_damage(self, out: np.ndarray | None) -> np.ndarray | None:
         """After a failed read inside a file: the first frame that decodes past the damage, or None at its end.
 
@@ -149,6 +161,7 @@ class VideoSource(Source):
                 ok, frame = self.capture.read(out) if out is not None else self.capture.read()
                 if ok:
                     self.skipped += target - failed
+                    self.damaged += target - failed
                     self.position = target + 1
                     return frame
             attempts += 1
@@ -159,7 +172,7 @@ class VideoSource(Source):
 
     def _report_damage(self, missing_tail: int) -> None:
         """One warning at the end of a damaged file; a tail shorter than a second is a container's inexact count."""
-        lost = self.skipped + (missing_tail if missing_tail > self.fps else 0)
+        lost = self.damaged + (missing_tail if missing_tail > self.fps else 0)
         if lost:
             log.warning("%s: %d of its %d frames could not be decoded (the file is damaged) and were skipped",
                         self.name, lost, self.frame_count)
@@ -353,20 +366,6 @@ class Pacer:
             (stop or threading.Event()).wait(delay)
 
 
-@dataclass
-class FrameTask:
-    """A captured frame as it travels between stages: where its pixels are, never the pixels."""
-
-    slot: int
-    seq: int  # set when dispatched: consecutive over the frames that are processed
-    index: int  # frame number in the source
-    timestamp: float
-    shape: tuple[int, int, int]
-    still: bool = False
-    name: str = ""
-    stamps: dict[str, float] | None = None
-
-
 class FrameReader(threading.Thread):
     """Reads a source into shared-memory slots on its own thread and hands frames on.
 
@@ -376,7 +375,7 @@ class FrameReader(threading.Thread):
     full waits as the single pending frame, and a newer one replaces it (a counted drop).
     """
 
-    def __init__(self, source: Source, buffers: list[np.ndarray], send: Callable[[FrameTask | None], None],
+    def __init__(self, source: Source, buffers: list[np.ndarray], send: Callable[[FrameTask | EndOfStream], None],
                  config: CaptureConfig, stop: threading.Event, max_in_flight: int = 2,
                  pace: bool = False) -> None:
         super().__init__(name="capture", daemon=True)
@@ -470,7 +469,7 @@ class FrameReader(threading.Thread):
                 self._offer(FrameTask(
                     slot=slot, seq=-1, index=index, timestamp=self.source.timestamp(index),
                     shape=frame.shape, still=self.source.still, name=self.source.current_name(),
-                    stamps={"read_start": read_start, "captured": captured}))
+                    stamps=Stamps(read_start=read_start, captured=captured)))
         except Exception as exc:  # a capture failure must end the stream, not hang it
             log.exception("capture failed")
             self.error = f"capture failed: {exc}"
@@ -479,7 +478,7 @@ class FrameReader(threading.Thread):
                 if self.pending is not None:
                     task, self.pending = self.pending, None
                     self._dispatch(task)
-            self.send(None)  # end of stream
+            self.send(END)
 
     def _read_into(self, buffer: np.ndarray) -> np.ndarray | None:
         """Read the next frame into a slot buffer; a camera or stream that stalls is reopened with back-off."""

@@ -7,7 +7,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-STAGES = ("capture", "queue", "detect", "classify", "render", "total")  # latency keys, ms
+STAGES = ("capture", "queue", "detect", "classify", "render", "total")  # latency keys (ms) of Stamps.latencies_ms
 UNCERTAIN = "uncertain"  # the shown label when no smoothed probability is high enough
 
 
@@ -142,6 +142,37 @@ class Faces:
         return [face.record() for face in self]
 
 
+@dataclass(slots=True)
+class Stamps:
+    """When a frame crossed each stage boundary: ``time.perf_counter()`` seconds, None until it has.
+
+    Each stage sets its own pair (the capture thread read_start/captured, the detector
+    detect_*, the classifier classify_*, the renderer render_start/rendered), in whatever
+    process it runs; ``latencies_ms`` turns them into per-stage latencies.
+    """
+
+    read_start: float | None = None
+    captured: float | None = None
+    detect_start: float | None = None
+    detect_end: float | None = None
+    classify_start: float | None = None
+    classify_end: float | None = None
+    render_start: float | None = None
+    rendered: float | None = None
+
+    def __reduce__(self) -> tuple[type, tuple[float | None, ...]]:  # pickled as its values: it travels with every frame
+        return Stamps, (self.read_start, self.captured, self.detect_start, self.detect_end, self.classify_start,
+                        self.classify_end, self.render_start, self.rendered)
+
+    def latencies_ms(self) -> dict[str, float]:
+        """Per-stage latency in milliseconds (the keys of STAGES), for the stages both of whose stamps are set."""
+        spans = {"capture": (self.read_start, self.captured), "queue": (self.captured, self.detect_start),
+                 "detect": (self.detect_start, self.detect_end), "classify": (self.classify_start, self.classify_end),
+                 "render": (self.render_start, self.rendered), "total": (self.captured, self.rendered)}
+        return {stage: (end - start) * 1000.0 for stage, (start, end) in spans.items()
+                if start is not None and end is not None}
+
+
 @dataclass
 class FrameResult:
     """Everything known about one processed frame when it reaches the renderer."""
@@ -150,24 +181,15 @@ class FrameResult:
     index: int  # frame number in the source (gaps = frames dropped upstream)
     timestamp: float  # seconds into the source (file) or since start (live)
     faces: Faces
-    stamps: dict[str, float] = field(default_factory=dict)  # perf_counter() per stage boundary
+    stamps: Stamps = field(default_factory=Stamps)
     name: str = ""  # image file name for image sources
     # The Python API's results carry their source frame (BGR, the caller's) and the CLI's way of drawing it.
     frame: np.ndarray | None = field(default=None, repr=False, compare=False)
     draw: Callable[[np.ndarray, FrameResult], None] | None = field(default=None, repr=False, compare=False)
 
     def latencies_ms(self) -> dict[str, float]:
-        """Per-stage latency in milliseconds from the perf_counter stamps each stage left."""
-        s = self.stamps
-        spans = {
-            "capture": ("read_start", "captured"),
-            "queue": ("captured", "detect_start"),
-            "detect": ("detect_start", "detect_end"),
-            "classify": ("classify_start", "classify_end"),
-            "render": ("render_start", "rendered"),
-            "total": ("captured", "rendered"),
-        }
-        return {k: (s[b] - s[a]) * 1000.0 for k, (a, b) in spans.items() if a in s and b in s}
+        """Per-stage latency in milliseconds from the stamps each stage left."""
+        return self.stamps.latencies_ms()
 
     def annotated(self) -> np.ndarray:
         """A copy of ``frame`` drawn as the CLI draws it: boxes, label tags, and the status panel of videos."""

@@ -15,7 +15,7 @@ from edge.config import Config
 from edge.crop import detect_and_crop
 from edge.detect import FaceDetector, make_detector
 from edge.models import resolve_model
-from edge.results import Faces, FrameResult
+from edge.results import Faces, FrameResult, Stamps
 from edge.track import TrackedLabels
 
 log = logging.getLogger(__name__)
@@ -57,18 +57,18 @@ class Stages:
             self.detector = make_detector(self.config.detector)
             self._detector_used = False
 
-    def faces(self, frame: np.ndarray, still: bool = False, stamps: dict[str, float] | None = None) -> Faces:
+    def faces(self, frame: np.ndarray, still: bool = False, stamps: Stamps | None = None) -> Faces:
         """The faces of one BGR frame (``still``: an independent image, searched whole), classified.
 
-        ``stamps`` receives the perf_counter stage boundaries that ``FrameResult.latencies_ms`` reads.
+        ``stamps`` receives the detect and classify stage boundaries.
         """
-        stamps = {} if stamps is None else stamps
-        stamps["detect_start"] = time.perf_counter()
+        stamps = Stamps() if stamps is None else stamps
+        stamps.detect_start = time.perf_counter()
         self._detector_used = True
         boxes, crops = detect_and_crop(self.detector, frame, self.classifier.info, still=still)
-        stamps["detect_end"] = stamps["classify_start"] = time.perf_counter()
+        stamps.detect_end = stamps.classify_start = time.perf_counter()
         probs = self.classifier.classify(crops) if len(crops) else self._no_faces
-        stamps["classify_end"] = time.perf_counter()
+        stamps.classify_end = time.perf_counter()
         return Faces(boxes, probs, self.labels)
 
 
@@ -109,13 +109,13 @@ class Runner:
         index = 0
         try:
             while True:
-                stamps = {"read_start": time.perf_counter()}
+                stamps = Stamps(read_start=time.perf_counter())
                 frame = source.read()
                 if frame is None:
                     return
-                stamps["captured"] = time.perf_counter()
+                stamps.captured = time.perf_counter()
                 faces = self.stages.faces(frame, still=source.still, stamps=stamps)
-                stamps["render_start"] = time.perf_counter()
+                stamps.render_start = time.perf_counter()
                 result = FrameResult(seq=index, index=index, timestamp=source.timestamp(index), faces=faces,
                                      stamps=stamps, name=source.current_name())
                 if tracks is not None and not source.still:

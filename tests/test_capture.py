@@ -10,6 +10,7 @@ import pytest
 
 from edge.capture import FrameReader, Pacer, Source, SourceError, fit_into, open_source
 from edge.config import CaptureConfig
+from edge.messages import EndOfStream, FrameTask
 from tests.conftest import DATA
 
 
@@ -71,7 +72,7 @@ def run_reader(source: Source, slow_consumer_s: float, max_in_flight: int) -> tu
 
     def send(task):
         outbox.append(task)
-        if task is None:
+        if isinstance(task, EndOfStream):
             done.set()
             return
         # A consumer on another thread: read the pixel, then free the slot later.
@@ -87,7 +88,7 @@ def run_reader(source: Source, slow_consumer_s: float, max_in_flight: int) -> tu
     assert done.wait(10)
     reader.join(5)
     time.sleep(slow_consumer_s + 0.05)
-    return [t for t in outbox if t is not None], reader
+    return [t for t in outbox if isinstance(t, FrameTask)], reader
 
 
 def test_file_reader_delivers_every_frame_in_order_under_backpressure():
@@ -150,14 +151,14 @@ def run_reader_with(source: Source, config: CaptureConfig, frames: int = 12) -> 
 
     def consume(task):  # used at once, so its slot is free again
         outbox.append(task)
-        if task is not None:
+        if isinstance(task, FrameTask):
             reader.release(task.slot)
             if len(outbox) == frames:
                 stop.set()
 
     reader = FrameReader(source, buffers, consume, config, stop, max_in_flight=4)
     reader.run()  # on this thread: it returns at the end of the stream
-    assert outbox[-1] is None
+    assert isinstance(outbox[-1], EndOfStream)
     return outbox[:-1], reader
 
 
@@ -333,4 +334,21 @@ def test_a_sound_file_whose_header_overcounts_its_frames_gives_no_warning(caplog
     source = open_source(str(DATA / "no_face.mp4"), CaptureConfig())  # its header says 98 frames; 95 decode
     tasks, _ = run_reader_with(source, CaptureConfig(), frames=10_000)
     assert len(tasks) == 95 and source.skipped == 0
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_skipped_frames_keep_a_files_numbering_and_are_no_damage(caplog):
+    import cv2
+
+    capture, frames = cv2.VideoCapture(str(DATA / "single_face.mp4")), []
+    while (frame := capture.read()[1]) is not None:
+        frames.append(frame)
+    source = open_source(str(DATA / "single_face.mp4"), CaptureConfig())
+    assert np.array_equal(source.read(), frames[0])
+    assert source.skip() and source.skip()
+    assert np.array_equal(source.read(), frames[3])
+    passed = 0
+    while source.skip():
+        passed += 1
+    assert passed == 68 and source.read() is None  # every frame after the fourth, then the end
     assert not [r for r in caplog.records if r.levelname == "WARNING"]

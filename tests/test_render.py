@@ -13,13 +13,13 @@ import pytest
 from edge.config import RenderConfig
 from edge.render import (FONT, TAG_PAD, TAG_SHIFTS, Renderer, display_available, draw_faces, draw_status,
                          opencv_has_gui, overlap, place_tags, status_lines, tag_text, text_scale)
-from edge.results import Faces, FrameResult
+from edge.results import Faces, FrameResult, Stamps
 from tests.conftest import DATA, run_cli
 
 LABELS = ("angry", "happy", "neutral")
 
 
-def result(seq: int, stamps: dict[str, float]) -> FrameResult:
+def result(seq: int, stamps: Stamps) -> FrameResult:
     faces = Faces(np.array([[100, 60, 180, 140]], np.int32), np.array([[0.1, 0.8, 0.1]], np.float32), LABELS)
     return FrameResult(seq=seq, index=seq, timestamp=seq / 30, faces=faces, stamps=stamps)
 
@@ -36,10 +36,10 @@ def test_status_lines_show_fps_stages_and_drops_for_live_sources_and_the_source_
 def test_the_box_and_status_are_drawn_and_total_latency_is_the_previous_frames():
     renderer = Renderer(RenderConfig())
     stamps = {"captured": 0.0, "detect_start": 0.001, "detect_end": 0.003, "render_start": 0.004}
-    first, second = result(0, dict(stamps)), result(1, dict(stamps))
+    first, second = result(0, Stamps(**stamps)), result(1, Stamps(**stamps))
     frame = np.zeros((240, 320, 3), np.uint8)
     assert "total" not in renderer.latencies(first)
-    first.stamps["rendered"] = 0.0095  # set by the pipeline once the frame is drawn
+    first.stamps.rendered = 0.0095  # set by the pipeline once the frame is drawn
     shown = renderer.latencies(second)
     assert shown["total"] == pytest.approx(9.5) and shown["detect"] == pytest.approx(2.0)
     renderer.render(frame, second)
@@ -55,17 +55,17 @@ def status_panel(frame: np.ndarray) -> np.ndarray:
 
 def test_still_images_get_no_status_panel_and_files_their_source_time():
     renderer, frame = Renderer(RenderConfig()), np.full((240, 320, 3), 128, np.uint8)
-    renderer.render(frame, result(0, {}), still=True)
+    renderer.render(frame, result(0, Stamps()), still=True)
     assert (status_panel(frame) == 128).all() and (frame != 128).any()  # the face is drawn, no panel
     still, file_frame, live_frame = frame, frame.copy(), frame.copy()
     file_frame[:] = live_frame[:] = 128
-    renderer.render(file_frame, result(45, {}), realtime=False)
-    renderer.render(live_frame, result(46, {}), realtime=True)
+    renderer.render(file_frame, result(45, Stamps()), realtime=False)
+    renderer.render(live_frame, result(46, Stamps()), realtime=True)
     assert (status_panel(file_frame) == 0).any() and (status_panel(live_frame) == 0).any()
     assert not np.array_equal(status_panel(file_frame), status_panel(live_frame))  # "t 1.5 s", not "FPS"
     expected = np.full_like(file_frame, 128)
     draw_status(expected, ["t 1.5 s"])
-    draw_faces(expected, result(45, {}), False)
+    draw_faces(expected, result(45, Stamps()), False)
     assert np.array_equal(file_frame, expected)
 
 
