@@ -46,7 +46,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--headless", action="store_true", help="no window, even when a display exists")
     parser.add_argument("--config", type=Path, help="TOML config (see config.toml)")
     parser.add_argument("--validate-config", action="store_true", help="check the config file and exit")
-    parser.add_argument("--model", help="a shipped model's name (fer2013-mini-xception) "
+    parser.add_argument("--model", help="a shipped model's name (fer2013-mini-xception, face-api-expression) "
                         "or a TFLite model with its .json sidecar (default: fer2013-mini-xception)")
     parser.add_argument("--probabilities", action="store_true", help="draw per-face probability bars")
     parser.add_argument("--live", choices=("auto", "yes", "no"),
