@@ -118,11 +118,14 @@ def pipelined(path: Path, config: Config, model: Path, workdir: Path, name: str,
     pipeline = Pipeline(source or str(path), config, model=model)
     presenter = Presenter(pipeline, outputs(path, workdir, name), config)
 
+    results: list[FrameResult] = []  # their stamps are complete once on_result has returned
+
     def on_result(frame: np.ndarray, result: FrameResult, runner: Pipeline) -> bool:
         keep = presenter(frame, result, runner)
         if not monitor.names:
             monitor.names.update({pid: name for name, pid in runner.workers.items()})
         log.add(result.index, time.perf_counter(), result.faces.xyxy)
+        results.append(result)
         return keep
 
     try:
@@ -132,7 +135,7 @@ def pipelined(path: Path, config: Config, model: Path, workdir: Path, name: str,
     if source is not None:
         log.extra["source_skipped"] = source.skipped
     log.finished = time.perf_counter()
-    log.latencies = list(summary.latencies)  # the pipeline's own per-stage records, in delivery order
+    log.latencies = [result.latencies_ms() for result in results]  # the pipeline's per-stage records, in order
     log.extra.update(frames_read=summary.frames_read, frames_done=summary.frames_done, dropped=summary.dropped,
                      run_first_frame_s=summary.first_frame_s, stopped_by=summary.stopped_by)
     if summary.error and not paced_fps:  # a replay's end reads as "stopped delivering frames"

@@ -22,6 +22,9 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".p
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 SLOT_WAIT_S = 0.1  # how long a blocking wait lasts before the stop flag is checked again
 MAX_PACE_LAG_S = 0.5  # a paced source this far behind restarts its clock instead of rushing to catch up
+MAX_CAMERA_INDEX = 2**31 - 1  # OpenCV takes a C int
+LINEAR_SEEKS = 60  # past a damaged part of a file, the next frames are tried one by one this many times ...
+MAX_FRAME_COUNT = 10**9  # (a container's frame count above this is not a count)
 
 
 class SourceError(ValueError):
@@ -36,6 +39,7 @@ class Source:
     fps: float = 0.0
     still: bool = False  # independent images, not a video
     can_stall: bool = False  # a failed read may be a stall worth reopening (cameras, streams), not the end
+    skipped: int = 0  # frames of a damaged file that could not be decoded and were passed over, so far
 
     def read(self, out: np.ndarray | None = None) -> np.ndarray | None:
         raise NotImplementedError
@@ -73,6 +77,11 @@ class VideoSource(Source):
         self.frame_shape = first.shape
         fps = self.capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 0 < fps < 1000 else 30.0
+        count = self.capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        # A file's frame count from its container, for going on past damage; 0 when unknown or not a file.
+        self.frame_count = int(count) if not self.can_stall and 0 < count < MAX_FRAME_COUNT else 0
+        self.position = 1  # index of the next frame in the file
+        self._ended = False
 
     def _open(self) -> cv2.VideoCapture | None:
         if isinstance(self.target, int):
@@ -119,7 +128,41 @@ class VideoSource(Source):
             return None
         fits = out is not None and out.shape == self.frame_shape
         ok, frame = self.capture.read(out) if fits else self.capture.read()
-        return frame if ok else None
+        if ok:
+            self.position += 1
+            return frame
+        if self.frame_count and not self._ended:
+            return self._past_damage(out if fits else None)
+        return None
+
+    def _past_damage(self, out: np.ndarray | None) -> np.ndarray | None:
+        """After a failed read inside a file: the first frame that decodes past the damage, or None at its end.
+
+        The next frames are tried one by one, then at doubling distances, so a long damaged stretch
+        costs a few dozen seeks (each decodes from the keyframe before its target).
+        """
+        failed, step, attempts = self.position, 1, 0
+        while failed + step - 1 < self.frame_count:
+            target = failed + step - 1
+            self.capture.set(cv2.CAP_PROP_POS_FRAMES, target)
+            if int(self.capture.get(cv2.CAP_PROP_POS_FRAMES)) == target:
+                ok, frame = self.capture.read(out) if out is not None else self.capture.read()
+                if ok:
+                    self.skipped += target - failed
+                    self.position = target + 1
+                    return frame
+            attempts += 1
+            step = step + 1 if attempts < LINEAR_SEEKS else step * 2
+        self._ended = True
+        self._report_damage(missing_tail=self.frame_count - failed)
+        return None
+
+    def _report_damage(self, missing_tail: int) -> None:
+        """One warning at the end of a damaged file; a tail shorter than a second is a container's inexact count."""
+        lost = self.skipped + (missing_tail if missing_tail > self.fps else 0)
+        if lost:
+            log.warning("%s: %d of its %d frames could not be decoded (the file is damaged) and were skipped",
+                        self.name, lost, self.frame_count)
 
     def timestamp(self, index: int) -> float:
         if self.live:
@@ -216,10 +259,17 @@ class PiCameraSource(Source):
         self.camera.close()
 
 
+def is_camera_index(spec: str) -> bool:
+    """Whether --source names a camera by number (ASCII digits only: '²' is a digit to str.isdigit)."""
+    return spec.isascii() and spec.isdigit()
+
+
 def open_source(spec: str, config: CaptureConfig) -> Source:
     """Open what --source names: a camera index, 'picamera', a URL, an image, a folder or a video."""
     live_override = {"yes": True, "no": False}.get(config.live)
-    if spec.isdigit():
+    if is_camera_index(spec):
+        if int(spec) > MAX_CAMERA_INDEX:
+            raise SourceError(f"camera index out of range (0 to {MAX_CAMERA_INDEX}): {spec}")
         return VideoSource(int(spec), config, live=True if live_override is None else live_override)
     if spec == "picamera":
         return PiCameraSource(config)
@@ -236,6 +286,55 @@ def open_source(spec: str, config: CaptureConfig) -> Source:
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource([path], config, name=spec)
     return VideoSource(spec, config, live=bool(live_override))
+
+
+class SourceOpener(threading.Thread):
+    """Opens a source on its own thread, so that a stop can abandon an open that blocks.
+
+    Opening may block without end or timeout (a FIFO with no writer, a camera driver that hangs);
+    the main thread waits for ``result`` in short steps and stays free to handle a stop signal.
+    An opener that is abandoned closes its source itself if the open ever completes.
+    """
+
+    def __init__(self, spec: str, config: CaptureConfig) -> None:
+        super().__init__(name="open-source", daemon=True)
+        self.spec = spec
+        self.config = config
+        self._lock = threading.Lock()
+        self._source: Source | None = None
+        self._error: Exception | None = None
+        self._abandoned = False
+
+    def run(self) -> None:
+        try:
+            source = open_source(self.spec, self.config)
+        except Exception as exc:  # handed to the waiting thread, which raises it
+            with self._lock:
+                self._error = exc
+            return
+        with self._lock:
+            if not self._abandoned:
+                self._source = source
+                return
+        source.close()
+
+    def result(self, timeout: float) -> Source | None:
+        """The open source once opened (None while still opening); raises what the open raised."""
+        self.join(timeout)
+        with self._lock:
+            if self._error is not None:
+                raise self._error
+            return self._source
+
+    def abandon(self, wait_s: float = 0.3) -> None:
+        """The source is no longer wanted: closed now if open (waiting ``wait_s`` for an open about to end),
+        or when its open completes."""
+        self.join(wait_s)
+        with self._lock:
+            self._abandoned = True
+            source, self._source = self._source, None
+        if source is not None:
+            source.close()
 
 
 class Pacer:
@@ -301,6 +400,11 @@ class FrameReader(threading.Thread):
         self.dropped = 0
         self.error: str | None = None
 
+    @property
+    def dispatched(self) -> int:
+        """Frames handed on so far."""
+        return self._next_seq
+
     def release(self, slot: int) -> None:
         """A frame is fully rendered: its slot is free again, and a pending frame may go."""
         with self.lock:
@@ -354,14 +458,14 @@ class FrameReader(threading.Thread):
                 if slot is None:
                     break
                 if self.pacer is not None:
-                    self.pacer.wait(self.source.timestamp(self.frames_read), self.stop_event)
+                    self.pacer.wait(self.source.timestamp(self.frames_read + self.source.skipped), self.stop_event)
                 read_start = time.perf_counter()
                 frame = self._read_into(self.buffers[slot])
                 if frame is None:
                     self.free.put(slot)
                     break
                 captured = time.perf_counter()
-                index = self.frames_read
+                index = self.frames_read + self.source.skipped  # a damaged file's skipped frames leave a gap
                 self.frames_read += 1
                 self._offer(FrameTask(
                     slot=slot, seq=-1, index=index, timestamp=self.source.timestamp(index),

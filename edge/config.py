@@ -114,6 +114,15 @@ class ServeConfig:
     pace: bool = bounded(True, doc="while serving, play video files at their own frame rate")
     jpeg_quality: int = bounded(80, ge=10, le=100, doc="JPEG quality of the served video")
     stream_fps: float = bounded(30.0, ge=0.0, le=240.0, doc="most frames/s encoded for viewers; 0 = every frame")
+    send_timeout_s: float = bounded(3.0, gt=0.0, le=3600.0,
+                                    doc="a viewer that takes none of a frame or event this long is dropped")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    watchdog_s: float = bounded(5.0, gt=0.0, le=600.0,
+                                doc="a stage holding frames that finishes none for this long is stalled")
+    startup_timeout_s: float = bounded(60.0, gt=0.0, le=3600.0, doc="how long the workers may take to start")
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,7 @@ class Config:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
 
 def check_value(path: str, f: dataclasses.Field, value: Any) -> Any:
@@ -188,12 +198,14 @@ def load_config(path: str | Path | None) -> Config:
     if path is None:
         return Config()
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
     try:
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML ({exc})") from None
+    except OSError as exc:  # unreadable: permissions, an I/O error
+        raise ConfigError(f"config file cannot be read: {path} ({exc.strerror or exc})") from None
     return build(Config, data)
 
 

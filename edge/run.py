@@ -2,34 +2,47 @@
 
 from __future__ import annotations
 
-import argparse
-import logging
-import signal
 import sys
-from pathlib import Path
-from typing import Protocol, Sequence
 
-import numpy as np
+if __name__ == "__main__":  # first of all: a stop signal while the modules below import (up to a second or two)
+    from edge.signals import stop_signals  # ends the program at once with its exit code, and no traceback
 
-from edge.capture import Source, SourceError
-from edge.config import Config, ConfigError, load_config, override
-from edge.detect import DetectorError
-from edge.model import ModelError
-from edge.pipeline import Pipeline, PipelineError, RunSummary, StartupError
-from edge.render import (EventSink, ImageSink, OutputError, Renderer, VideoSink, Window, display_available,
-                         make_frame_sink)
-from edge.results import FrameResult
-from edge.serve import ServeError, WebView
-from edge.summary import Timeline, prepare_output, write_summary
-from edge.track import TrackedLabels
+    stop_signals.install(exit_at_once=True)
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Iterator, Protocol, Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from edge.capture import Source, SourceError, is_camera_index  # noqa: E402
+from edge.config import Config, ConfigError, load_config, override  # noqa: E402
+from edge.detect import DetectorError  # noqa: E402
+from edge.model import ModelError, metadata_path  # noqa: E402
+from edge.native import quiet_native_logs  # noqa: E402
+from edge.overwrite import check_outputs, run_outputs, source_files  # noqa: E402
+from edge.pipeline import Pipeline, PipelineError, RunSummary, StartupError  # noqa: E402
+from edge.render import (EventSink, ImageSink, OutputError, Renderer, VideoSink, Window,  # noqa: E402
+                         WriteError, display_available, make_frame_sink)
+from edge.results import FrameResult  # noqa: E402
+from edge.serve import ServeError, WebView  # noqa: E402
+from edge.signals import EXIT_CODES, stop_signals, stopped_early  # noqa: E402
+from edge.summary import Timeline, no_plot_note, plot_available, prepare_output, write_summary  # noqa: E402
+from edge.summary import report as summary_report  # noqa: E402
+from edge.track import TrackedLabels  # noqa: E402
 
 log = logging.getLogger("edge.run")
 
 EXIT_OK = 0  # end of stream, or the user quit with q / Esc
 EXIT_BAD_INPUT = 2  # bad source, model, config or output path
-EXIT_FAILED = 3  # a stage failed or a live source was lost while running
-EXIT_INTERRUPTED = 130  # Ctrl-C
-EXIT_TERMINATED = 143  # SIGTERM
+EXIT_FAILED = 3  # a stage failed or stalled, a live source was lost, or an output could not be written
+EXIT_INTERRUPTED = EXIT_CODES["interrupt"]  # Ctrl-C (SIGINT): 130
+EXIT_TERMINATED = EXIT_CODES["terminate"]  # SIGTERM: 143
+EXIT_HANGUP = EXIT_CODES["hangup"]  # SIGHUP (the terminal or ssh session closed): 129
 USER_ERRORS = (SourceError, ModelError, ConfigError, OutputError, DetectorError, StartupError, ServeError)
 
 
@@ -93,17 +106,22 @@ class Presenter:
         self.args = args
         self.config = config
         self.pipeline = pipeline
-        if args.events:
-            self.events = EventSink(args.events, pipeline.labels)
+        self.tracks = TrackedLabels(config.tracker, config.smoothing, pipeline.labels)
+        self.timeline: Timeline | None = None
+        if args.summary:  # checks first, then what is most likely to fail, then the file that is truncated
+            prepare_output(args.summary)
+            self.timeline = Timeline()
         self.web: WebView | None = None
         if args.serve:
             self.web = WebView(args.serve, config.serve, pipeline.labels, config.render.fps_window_s)
-            print(f"web view on {self.web.url}", file=sys.stderr)
-        self.tracks = TrackedLabels(config.tracker, config.smoothing, pipeline.labels)
-        self.timeline: Timeline | None = None
-        if args.summary:
-            prepare_output(args.summary)
-            self.timeline = Timeline()
+            say(f"web view on {self.web.url}")
+        if args.events:
+            try:
+                self.events = EventSink(args.events, pipeline.labels)
+            except OutputError:
+                if self.web is not None:
+                    self.web.close()
+                raise
 
     def open(self) -> None:
         """Outputs that need the source (its frame rate, whether it is images)."""
@@ -129,56 +147,99 @@ class Presenter:
         event = result.record()  # built once: the timeline, the web view and the events share it
         if self.timeline is not None:
             self.timeline.add(event)
-        self.renderer.render(frame, result, dropped=pipeline.dropped)
+        source = pipeline.source
+        self.renderer.render(frame, result, dropped=pipeline.dropped, still=source.still,
+                             realtime=source.live or pipeline.paced)
         if self.web is not None:
             self.web.publish(frame, result, event, pipeline.source, pipeline.dropped, pipeline.paced)
         if self.frames is not None:
-            self.frames.write(frame, result)
+            with naming_write_errors(self.frames.path):
+                self.frames.write(frame, result)
         if self.events is not None:
-            self.events.write(event)
+            with naming_write_errors(self.events.path):
+                self.events.write(event)
         if self.window is not None:
             return self.window.show(frame)
         return True
 
     def linger(self, summary: RunSummary) -> None:
-        """The web view says the run ended; with --serve-linger it serves the last frame until Ctrl-C."""
+        """The web view says the run ended; with --serve-linger it serves the last frame until a stop signal."""
         if self.web is None:
             return
+        if not (self.args.serve_linger and summary.stopped_by == "end" and not summary.error):
+            self.web.finish()
+            return
+        stop, reasons = threading.Event(), []
+        stop_signals.listen(lambda reason: (reasons.append(reason), stop.set()))  # before clients see the end
         self.web.finish()
-        if self.args.serve_linger and summary.stopped_by == "end" and not summary.error:
-            print(f"end of source; still serving {self.web.url} until Ctrl-C", file=sys.stderr)
-            summary.stopped_by = self.web.linger()
+        say(f"end of source; still serving {self.web.url} until Ctrl-C")
+        self.web.linger(stop)
+        summary.stopped_by = reasons[0]
 
-    def close(self) -> None:
+    def close(self) -> str | None:
+        """Close everything in order, whatever fails: web view, video, events, window, summary.
+
+        Returns the first output that could not be completed, as one line naming the file.
+        """
+        errors: list[str] = []
         if self.web is not None:
             self.web.close()
         for sink in (self.frames, self.events):
             if sink is not None:
-                sink.close()
+                try:
+                    with naming_write_errors(sink.path):
+                        sink.close()
+                except WriteError as exc:
+                    errors.append(str(exc))
         if self.window is not None:
             self.window.close()
         if self.timeline is not None and self.timeline.frame_times:
             try:
-                write_summary(self.timeline, self.args.summary, source=str(self.pipeline.source_spec))
-            except (OSError, OutputError) as exc:
-                log.error("summary not written: %s", exc)
+                with naming_write_errors(self.args.summary):
+                    summary, _ = write_summary(self.timeline, self.args.summary,
+                                               source=str(self.pipeline.source_spec))
+            except (WriteError, OutputError) as exc:
+                errors.append(str(exc))
+            else:
+                with contextlib.suppress(OSError, ValueError):  # stdout may be gone (a closed terminal)
+                    print(summary_report(summary), flush=True)
+                if not plot_available():
+                    say(no_plot_note())
+        return errors[0] if errors else None
 
 
-def install_signal_handlers(pipeline: Pipeline) -> None:
-    """SIGTERM and a first Ctrl-C stop the run in order; a second Ctrl-C interrupts at once."""
+@contextlib.contextmanager
+def naming_write_errors(path: Path) -> Iterator[None]:
+    """An output's OSError (a full disk, an I/O error) as a WriteError: one line naming the file."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        named = reason if str(exc.filename or path) in reason else f"cannot write {exc.filename or path}: {reason}"
+        raise WriteError(named) from None
 
-    def on_sigint(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        pipeline.request_stop("interrupt")
 
-    signal.signal(signal.SIGINT, on_sigint)
-    signal.signal(signal.SIGTERM, lambda signum, frame: pipeline.request_stop("terminate"))
+def say(line: str) -> None:
+    """One line on stderr; nothing when stderr is gone (a closed terminal or ssh session, a closed pipe)."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def exit_code(summary: RunSummary) -> int:
     if summary.error:
         return EXIT_FAILED
-    return {"interrupt": EXIT_INTERRUPTED, "terminate": EXIT_TERMINATED}.get(summary.stopped_by, EXIT_OK)
+    return EXIT_CODES.get(summary.stopped_by, EXIT_OK)
+
+
+def input_files(args: argparse.Namespace, pipeline: Pipeline) -> dict[str, list[Path]]:
+    """Every file the run reads, by what it is: no output may be one of them."""
+    inputs = {"source": [] if is_camera_index(args.source) else source_files(args.source),
+              "model": [pipeline.model_path, metadata_path(pipeline.model_path)]}
+    if args.config:
+        inputs["config"] = [args.config]
+    return inputs
 
 
 def report(summary: RunSummary, args: argparse.Namespace) -> str:
@@ -190,38 +251,70 @@ def report(summary: RunSummary, args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The CLI; its exit code. Stderr gets one line: the error, or the report (besides warnings and --serve's URL)."""
+    stop_signals.install()  # (already done when run as `python -m edge.run`)
+    stop_signals.listen(None)
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    quiet_native_logs(debug=args.log_level == "DEBUG")
     try:
         config = build_config(args)
         if args.validate_config:
             print(f"{args.config or 'defaults'}: config OK")
             return EXIT_OK
         pipeline = Pipeline(args.source, config, model=args.model, pace=bool(args.serve) and config.serve.pace)
+        outputs = run_outputs(args.output, args.events, args.summary,
+                              [] if is_camera_index(args.source) else source_files(args.source))
+        check_outputs(outputs, input_files(args, pipeline))  # before any output is opened
+        if stop_signals.reason:
+            say(stopped_early(stop_signals.reason))
+            return stop_signals.exit_code
         presenter = Presenter(pipeline, args, config)
     except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say(f"error: {exc}")
         return EXIT_BAD_INPUT
-    install_signal_handlers(pipeline)
+    stop_signals.listen(pipeline.request_stop)
+    try:
+        return run_to_end(pipeline, presenter, args)
+    finally:
+        stop_signals.listen(None)
+
+
+def run_to_end(pipeline: Pipeline, presenter: Presenter, args: argparse.Namespace) -> int:
+    """Run the pipeline, then close every output in order, whatever happened; the exit code."""
+    failure: tuple[int, str] | None = None
+    summary = pipeline.summary
     try:
         summary = pipeline.run(presenter)
         presenter.linger(summary)
     except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        failure = EXIT_BAD_INPUT, str(exc)
+    except (PipelineError, WriteError) as exc:
+        failure = EXIT_FAILED, str(exc)
     finally:
-        presenter.close()
-    if summary.error:
-        print(f"error: {summary.error}", file=sys.stderr)
-    print(report(summary, args), file=sys.stderr)
+        unwritten = presenter.close()
+    if failure is None and unwritten:
+        failure = EXIT_FAILED, unwritten
+    if failure is None and summary.error:
+        failure = EXIT_FAILED, summary.error
+    if failure is not None:
+        say(f"error: {failure[1]}")
+        return failure[0]
+    say(report(summary, args))
     return exit_code(summary)
 
 
+def leave(code: int) -> None:
+    """Exit with ``code``. A thread left in native code (an open or a read that never returned) would abort
+    Python's shutdown when it came back ("terminate called without an active exception"), so then the
+    process ends without it, everything written and closed already."""
+    if any(thread.is_alive() for thread in threading.enumerate() if thread is not threading.main_thread()):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())

@@ -6,9 +6,10 @@ import collections
 import ipaddress
 import json
 import logging
-import signal
+import re
 import socket
 import statistics
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -29,7 +30,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 PAGE = Path(__file__).with_name("static") / "index.html"
-CLIENT_TIMEOUT_S = 10.0  # a client that accepts nothing for this long is dropped
+REQUEST_TIMEOUT_S = 5.0  # a client gets this long from connecting to the end of its request's headers (slowloris)
+MAX_CONNECTIONS = 64  # connections served at once (one thread each); more are closed at once
+REAPER_INTERVAL_S = 0.25  # how often connections past their request deadline are looked for
 KEEPALIVE_S = 2.0  # an idle stream sends something this often, so a closed tab is noticed
 EVENT_INTERVAL_S = 0.1  # each event stream sends at most one event per this many seconds
 HISTORY_S = 60.0  # the emotion chart's span
@@ -38,6 +41,8 @@ LATENCY_FRAMES = 30  # stage latencies shown are medians over this many recent f
 CLOSE_WAIT_S = 1.0  # at the end, streams get this long to send their closing event
 MAX_STREAMS = 32  # open video and event streams at once; more get 503
 VIDEO_SEND_BUFFER = 128 * 1024  # bytes the kernel may hold for one viewer: a stalled one blocks within a few frames
+EVENT_SEND_BUFFER = 16 * 1024  # ... and for one event stream (an event is about 1 KB)
+HOST_HEADER = re.compile(r"(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<name>[^:\[\]]*))(?::\d{1,5})?")  # host[:port], [v6][:port]
 BOUNDARY = b"frame"
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -62,7 +67,7 @@ def parse_address(text: str) -> tuple[str, int]:
         host = host[1:-1]
     elif ":" in host:
         raise ServeError(f"--serve: write an IPv6 host in brackets, e.g. [::1]:8080, got {text!r}")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise ServeError(f"--serve must be HOST:PORT with a port from 0 to 65535, got {text!r}")
     return host or DEFAULT_HOST, int(port)
 
@@ -77,11 +82,14 @@ def is_loopback(host: str) -> bool:
 
 
 def host_name(header: str) -> str:
-    """The host of a Host header, without its port or IPv6 brackets."""
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header[1:header.find("]")] if "]" in header else header
-    return header.rsplit(":", 1)[0] if ":" in header else header
+    """The host of a Host header, without its port or IPv6 brackets; "" when the header is not host[:port].
+
+    Strict, because the DNS-rebinding check trusts it: "[::1].evil.example.com" is no host.
+    """
+    match = HOST_HEADER.fullmatch(header.strip().lower())
+    if match is None:
+        return ""
+    return match["ipv6"] or match["name"] or ""
 
 
 class Broadcast:
@@ -295,23 +303,10 @@ class WebView:
             if rest > 0:
                 time.sleep(rest)
 
-    def linger(self) -> str:
-        """Keep serving the last frame and status until SIGINT or SIGTERM; return 'interrupt' or 'terminate'."""
-        stop = threading.Event()
-        reason = ["interrupt"]
-
-        def on_signal(signum: int, frame: object) -> None:
-            reason[0] = "terminate" if signum == signal.SIGTERM else "interrupt"
-            stop.set()
-
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            while not stop.wait(0.5):
-                pass
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        return reason[0]
+    def linger(self, stop: threading.Event) -> None:
+        """Keep serving the last frame and status until ``stop`` is set (by a stop signal)."""
+        while not stop.wait(0.5):
+            pass
 
     def close(self) -> None:
         """End every stream and stop serving."""
@@ -323,13 +318,71 @@ class WebView:
 
 
 class ViewServer(ThreadingHTTPServer):
-    """One thread per client; handler threads never keep the process alive."""
+    """One thread per client, at most MAX_CONNECTIONS; each has REQUEST_TIMEOUT_S to send its request.
+
+    Handler threads never keep the process alive. A client that trickles its request (slowloris)
+    or sends none is cut off by the reaper thread at its deadline, whatever it sends meanwhile.
+    """
 
     daemon_threads = True
     view: WebView
 
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.deadlines: dict[socket.socket, float] = {}  # connections still sending their request
+        self.closing = threading.Event()
+        super().__init__(address, handler)  # binds: OSError when it cannot (server_close is called then)
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        threading.Thread(target=self._reap, name="serve-reaper", daemon=True).start()
+
+    def server_close(self) -> None:
+        self.closing.set()
+        super().server_close()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.lock:
+            if self.connections >= MAX_CONNECTIONS:
+                log.debug("refused %s: %d connections open", client_address[0], self.connections)
+                self.shutdown_request(request)
+                return
+            self.connections += 1
+            self.deadlines[request] = time.monotonic() + REQUEST_TIMEOUT_S
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.lock:
+                self.connections -= 1
+                self.deadlines.pop(request, None)
+
+    def request_read(self, request: socket.socket) -> bool:
+        """The request's headers are in: its connection is off the reaper's list. False if it was cut off."""
+        with self.lock:
+            return self.deadlines.pop(request, None) is not None
+
+    def _reap(self) -> None:
+        while not self.closing.wait(REAPER_INTERVAL_S):
+            now = time.monotonic()
+            with self.lock:
+                late = [sock for sock, deadline in self.deadlines.items() if now > deadline]
+                for sock in late:
+                    del self.deadlines[sock]
+            for sock in late:  # the handler's blocked read returns; it then ends the connection
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
     def handle_error(self, request: Any, client_address: Any) -> None:
-        log.exception("request from %s failed", client_address[0])
+        if isinstance(sys.exc_info()[1], OSError):  # the client's connection failed: not the run's problem
+            log.debug("request from %s failed", client_address[0], exc_info=True)
+        else:
+            log.exception("request from %s failed", client_address[0])
 
 
 class ViewServer6(ViewServer):
@@ -351,7 +404,7 @@ class Handler(BaseHTTPRequestHandler):
     """The page, its two streams and the JSON endpoints; 404 for anything else."""
 
     server: ViewServer
-    timeout = CLIENT_TIMEOUT_S
+    timeout = REQUEST_TIMEOUT_S  # each read; the reaper bounds the whole request
     server_version = "fer-edge"
     sys_version = ""
 
@@ -371,6 +424,17 @@ class Handler(BaseHTTPRequestHandler):
         }
 
     def do_GET(self) -> None:
+        if not self.server.request_read(self.connection):
+            self.close_connection = True  # cut off at its deadline: what came is no request
+            return
+        self.connection.settimeout(self.view.config.send_timeout_s)  # from now on only writes wait on the client
+        try:
+            self.answer()
+        except (ConnectionError, TimeoutError) as exc:
+            log.debug("client %s left: %s", self.client_address[0], exc)
+            self.close_connection = True
+
+    def answer(self) -> None:
         if self.view.loopback and not is_loopback(host_name(self.headers.get("Host", ""))):
             self.send_json({"error": "this server answers only to localhost"}, 403)  # no DNS rebinding
             return
@@ -378,11 +442,7 @@ class Handler(BaseHTTPRequestHandler):
         if route is None:
             self.send_json({"error": f"not found: {urlsplit(self.path).path}"}, 404)
             return
-        try:
-            route()
-        except (ConnectionError, TimeoutError) as exc:
-            log.debug("client %s left: %s", self.client_address[0], exc)
-            self.close_connection = True
+        route()
 
     def start(self, code: int, content_type: str, extra: dict[str, str] | None = None) -> None:
         self.send_response(code)
@@ -405,7 +465,8 @@ class Handler(BaseHTTPRequestHandler):
             if not admitted:
                 self.send_json({"error": "too many streams"}, 503)
                 return
-            # Frames queued in the kernel would only reach a slow viewer late: keep that queue short.
+            # Frames queued in the kernel would only reach a slow viewer late: keep that queue short. A viewer
+            # that then takes none of a frame for serve.send_timeout_s is dropped, and its stream slot freed.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, VIDEO_SEND_BUFFER)
             self.start(200, f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}")
             self.end_headers()
@@ -428,6 +489,7 @@ class Handler(BaseHTTPRequestHandler):
             if not admitted:
                 self.send_json({"error": "too many streams"}, 503)
                 return
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, EVENT_SEND_BUFFER)
             self.start(200, "text/event-stream")
             self.end_headers()
             self.wfile.write(b"retry: 2000\n\n")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,8 @@ from edge.results import UNCERTAIN
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install '.[bench]'"  # the extra that brings matplotlib
+PLOT_HINT = "pip install '.[plot]'"  # the extra that brings matplotlib (the JSON, CSV and table need nothing)
+SUMMARY_FILES = ("summary.json", "summary.csv", "timeline.png")  # what write_summary writes into its folder
 MAX_PLOTTED_TRACKS = 12  # the longest tracks get a timeline panel; every track is in the JSON and CSV
 GAP_FRAMES = 1.5  # a track's samples further apart than this many frame intervals are drawn as a gap
 EMOTION_COLORS = {"angry": "#d62728", "disgust": "#8c564b", "fear": "#9467bd", "happy": "#2ca02c",
@@ -160,6 +163,18 @@ def summarize(timeline: Timeline, source: str = "") -> dict[str, Any]:
             "tracks": tracks}
 
 
+@contextlib.contextmanager
+def replaced(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write; it becomes ``path`` only once complete (a crash leaves no half file)."""
+    temporary = path.with_name(f".{path.stem}.partial{path.suffix}")  # the suffix still names the format
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+
+
 def write_csv(summary: dict[str, Any], path: Path) -> None:
     """One row per track."""
     labels = summary["labels"]
@@ -173,17 +188,21 @@ def write_csv(summary: dict[str, Any], path: Path) -> None:
                              track["changes_per_s"]["shown"], *(track["share"][name] for name in labels)])
 
 
-def require_matplotlib() -> None:
-    """Fail fast, in one line, where the optional plotting dependency is missing."""
+def plot_available() -> bool:
+    """Whether the timeline can be drawn: matplotlib is optional (the device install leaves it out)."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise OutputError(f"the summary timeline needs matplotlib: {INSTALL_HINT}") from None
+        return False
+    return True
+
+
+def no_plot_note() -> str:
+    return f"note: no timeline.png: the plot needs matplotlib ({PLOT_HINT}); summary.json and summary.csv are written"
 
 
 def prepare_output(out_dir: Path) -> None:
     """Check, before any work, that a summary can be written to ``out_dir`` (created if missing)."""
-    require_matplotlib()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -236,14 +255,23 @@ def plot_timeline(timeline: Timeline, summary: dict[str, Any], path: Path) -> No
     figure.savefig(path, dpi=100)
 
 
-def write_summary(timeline: Timeline, out_dir: Path, source: str = "") -> dict[str, Any]:
-    """summary.json, summary.csv and timeline.png in ``out_dir``; the summary."""
+def write_summary(timeline: Timeline, out_dir: Path, source: str = "") -> tuple[dict[str, Any], list[Path]]:
+    """summary.json, summary.csv and, where matplotlib is installed, timeline.png in ``out_dir``, each complete
+    or not there; the summary and the files written. OSError (naming the file) when one cannot be written."""
     prepare_output(out_dir)
     summary = summarize(timeline, source)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    write_csv(summary, out_dir / "summary.csv")
-    plot_timeline(timeline, summary, out_dir / "timeline.png")
-    return summary
+    json_path, csv_path, plot_path = (out_dir / name for name in SUMMARY_FILES)
+    writes = [(json_path, lambda p: p.write_text(json.dumps(summary, indent=2) + "\n")),
+              (csv_path, lambda p: write_csv(summary, p))]
+    if plot_available():
+        writes.append((plot_path, lambda p: plot_timeline(timeline, summary, p)))
+    for path, write in writes:
+        try:
+            with replaced(path) as temporary:
+                write(temporary)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+    return summary, [path for path, _ in writes]
 
 
 def report(summary: dict[str, Any]) -> str:
@@ -270,12 +298,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
     try:
         prepare_output(args.out_dir)
-        summary = write_summary(read_events(args.events), args.out_dir, source=str(args.events))
+        summary, written = write_summary(read_events(args.events), args.out_dir, source=str(args.events))
     except (SummaryError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"error: cannot write {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 3
     print(report(summary))
-    print(f"wrote {args.out_dir / 'summary.json'}, {args.out_dir / 'summary.csv'}, {args.out_dir / 'timeline.png'}")
+    print(f"wrote {', '.join(str(path) for path in written)}")
+    if not plot_available():
+        print(no_plot_note(), file=sys.stderr)
     return 0
 
 

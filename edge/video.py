@@ -19,7 +19,7 @@ FALLBACK_FOURCC = "mp4v"
 VIDEO_EXTRA_HINT = "pip install 'fer-edge[video]'"  # the extra that brings PyAV (and libx264 in its wheels)
 TIME_BASE = Fraction(1, 90_000)  # MPEG's 90 kHz clock: frame times of 30 and 29.97 fps are whole ticks
 FRAGMENTED = {".mp4", ".m4v", ".mov"}  # ISO-BMFF files, written as fragments; Matroska needs no flags
-OPENCV_ONLY = {".avi"}  # AVI has no per-frame times for H.264's frame order: OpenCV writes it (mp4v)
+OPENCV_ONLY = {".avi"}  # AVI keeps no per-frame times (a live source's, or B-frames'): OpenCV writes it (mp4v)
 # A fragment per keyframe, a keyframe a second, each fragment written out when it is complete: a run
 # killed mid-way leaves a file that plays up to about a second before the kill.
 FRAGMENT_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
@@ -29,6 +29,7 @@ class VideoWriter(Protocol):
     """Frames in, one video file out. ``write`` and ``close`` raise OSError when the file cannot be written."""
 
     path: Path
+    size: tuple[int, int]  # (width, height) of the frames it takes
     frames: int
 
     def write(self, frame: np.ndarray, timestamp: float) -> None: ...

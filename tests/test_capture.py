@@ -246,3 +246,91 @@ def test_video_files_decode_on_the_configured_number_of_threads(threads):
         assert source.read() is not None
     finally:
         source.close()
+
+
+# --- reliability: camera indexes, opens that block, damaged files ----------------------------------------------
+
+@pytest.mark.parametrize("spec, camera", [("0", True), ("12", True), ("\u00b2", False), ("\u0661", False),
+                                          ("-1", False), ("", False), ("1.5", False)])
+def test_only_ascii_digits_name_a_camera(spec, camera):
+    from edge.capture import is_camera_index
+
+    assert is_camera_index(spec) is camera
+
+
+def test_a_camera_index_too_large_for_opencv_is_a_clear_error():
+    with pytest.raises(SourceError, match="camera index out of range"):
+        open_source("99999999999999999999", CaptureConfig())
+
+
+def test_the_opener_thread_returns_the_source_or_raises_its_error():
+    from edge.capture import SourceOpener
+
+    opener = SourceOpener(str(DATA / "single_face.mp4"), CaptureConfig())
+    opener.start()
+    deadline = time.monotonic() + 30
+    while (source := opener.result(timeout=0.1)) is None and time.monotonic() < deadline:
+        pass
+    assert source is not None and source.frame_shape == (360, 640, 3)
+    source.close()
+    failing = SourceOpener("missing.mp4", CaptureConfig())
+    failing.start()
+    failing.join(30)
+    with pytest.raises(SourceError, match="source not found"):
+        failing.result(timeout=0)
+
+
+def test_an_open_that_blocks_can_be_abandoned(tmp_path):
+    """A FIFO with no writer blocks open() itself: the caller gives up at once, the thread ends when it can."""
+    import os
+
+    from edge.capture import SourceOpener
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    opener = SourceOpener(str(fifo), CaptureConfig())
+    opener.start()
+    assert opener.result(timeout=1.0) is None and opener.is_alive()
+    started = time.perf_counter()
+    opener.abandon(wait_s=0.1)
+    assert time.perf_counter() - started < 1.0
+    deadline = time.monotonic() + 30
+    while opener.is_alive() and time.monotonic() < deadline:  # writers that send nothing: each open returns
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # no reader at this moment (between the backends' tries)
+            pass
+        time.sleep(0.05)
+    assert not opener.is_alive()
+    with pytest.raises(SourceError, match="not a decodable video"):
+        opener.result(timeout=0)
+
+
+@pytest.fixture(scope="module")
+def damaged_video(tmp_path_factory):
+    from benchmarks.faults import damaged_copy
+    from tests.conftest import looped_video
+
+    folder = tmp_path_factory.mktemp("damaged")
+    return damaged_copy(looped_video(folder, 7), folder / "damaged.mp4")  # 504 frames, 20 KB garbage in the middle
+
+
+def test_a_damaged_file_is_decoded_past_the_damage_with_one_warning(damaged_video, caplog):
+    source = open_source(str(damaged_video), CaptureConfig())
+    assert source.frame_count == 504
+    tasks, reader = run_reader_with(source, CaptureConfig(), frames=10_000)
+    indexes = [t.index for t in tasks]
+    gaps = [(a, b) for a, b in zip(indexes, indexes[1:]) if b != a + 1]
+    assert len(gaps) >= 1 and indexes[-1] == 503  # frames after the damage, up to the last, are read
+    assert len(tasks) + source.skipped == 504 and source.skipped > 0
+    assert [t.timestamp for t in tasks] == pytest.approx([i / 30 for i in indexes])  # times follow the frame numbers
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{damaged_video}: {source.skipped} of its 504 frames could not be decoded "
+                        "(the file is damaged) and were skipped"]
+
+
+def test_a_sound_file_whose_header_overcounts_its_frames_gives_no_warning(caplog):
+    source = open_source(str(DATA / "no_face.mp4"), CaptureConfig())  # its header says 98 frames; 95 decode
+    tasks, _ = run_reader_with(source, CaptureConfig(), frames=10_000)
+    assert len(tasks) == 95 and source.skipped == 0
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

@@ -104,19 +104,27 @@ def bad_files(tmp_path_factory):
     (folder / "corrupt.tflite").write_bytes(b"garbage" * 100)
     (folder / "corrupt.json").write_text((ROOT / "edge/models/fer2013_mini_xception_int8.json").read_text())
     (folder / "bad.toml").write_text("[detector.haar]\nscale_factor = 0.9\n")
+    (folder / "truncated.mp4").write_bytes((DATA / "single_face.mp4").read_bytes()[:3000])
     return folder
 
 
 @pytest.mark.parametrize("args, message", [
     (["--source", "missing.mp4"], "source not found: missing.mp4"),
     (["--source", "{bad}/not_video.mp4"], "not a decodable video or image"),
-    (["--source", "97"], "camera 97 could not be opened"),
-    (["--source", "rtsp://127.0.0.1:9/stream"], "stream could not be opened"),
+    (["--source", "{bad}/truncated.mp4"], "not a decodable video or image"),  # FFmpeg: "moov atom not found"
+    (["--source", "97"], "camera 97 could not be opened"),  # OpenCV: 9 lines of warnings
+    (["--source", "rtsp://127.0.0.1:9/stream"], "stream could not be opened"),  # FFmpeg: "Connection refused"
+    (["--source", "\u00b2"], "source not found: \u00b2"),  # a digit to str.isdigit, not to int()
+    (["--source", "99999999999999999999"], "camera index out of range"),
     (["--model", "{bad}/missing.tflite"], "model file not found"),
     (["--model", "{bad}/corrupt.tflite"], "not a loadable TFLite model"),
     (["--config", "{bad}/bad.toml"], "config key detector.haar.scale_factor must be > 1.0, got 0.9"),
+    (["--config", "/proc/self/mem"], "config file cannot be read: /proc/self/mem"),  # reading it is an I/O error
+    (["--serve", "127.0.0.1:\u00b2"], "--serve must be HOST:PORT"),
     (["--output", "{bad}/no/such/dir/out.mp4"], "output folder does not exist"),
     (["--output", "{bad}/out.txt"], "output video must end in one of"),
+    (["--events", "{bad}"], "output is a folder, not a file"),
+    (["--events", "/proc/e.jsonl"], "cannot write events file /proc/e.jsonl"),
 ])
 def test_bad_input_gives_one_line_error_and_nonzero_exit(bad_files, args, message, clean_system):
     args = [a.replace("{bad}", str(bad_files)) for a in args]
@@ -124,9 +132,67 @@ def test_bad_input_gives_one_line_error_and_nonzero_exit(bad_files, args, messag
         args += ["--source", str(DATA / "single_face.mp4")]
     result = run_cli(*args, "--headless", timeout=60)
     assert result.returncode == 2, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and message in errors[0], result.stderr
-    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()  # one line, the error: nothing from the native libraries, no traceback
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file whatever its permissions")
+def test_an_unreadable_config_is_a_one_line_error(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text("")
+    config.chmod(0)
+    result = run_cli("--config", str(config), "--source", str(DATA / "single_face.jpg"), "--headless")
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"error: config file cannot be read: {config} (Permission denied)"], result.stderr
+
+
+@pytest.fixture
+def own_copy(tmp_path) -> Path:
+    """A copy of the sample clip, with a symbolic and a hard link to it."""
+    source = tmp_path / "v.mp4"
+    source.write_bytes((DATA / "single_face.mp4").read_bytes())
+    (tmp_path / "link.mp4").symlink_to(source)
+    os.link(source, tmp_path / "hard.mp4")
+    return source
+
+
+@pytest.mark.parametrize("flag, name", [("--output", "v.mp4"), ("--events", "v.mp4"), ("--output", "link.mp4"),
+                                        ("--events", "hard.mp4"), ("--output", "./v.mp4")])
+def test_an_output_that_is_the_source_is_refused_and_the_source_untouched(own_copy, flag, name, clean_system):
+    before = own_copy.read_bytes()
+    output = own_copy.parent / name if not name.startswith("./") else Path(f"{own_copy.parent}/./{name[2:]}")
+    result = run_cli("--source", str(own_copy), "--headless", flag, str(output))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: {flag} {output} would overwrite the source {own_copy}: choose another path"], result.stderr
+    assert own_copy.read_bytes() == before
+
+
+def test_events_that_cannot_be_written_stop_the_run_with_exit_3_and_the_rest_still_closes(tmp_path, long_video,
+                                                                                            clean_system):
+    summary, out = tmp_path / "summary", tmp_path / "out.mp4"
+    result = run_cli("--source", str(long_video), "--headless", "--events", "/dev/full", "--output", str(out),
+                     "--summary", str(summary))
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.splitlines() == ["error: cannot write /dev/full: No space left on device"]
+    assert frame_count(out) >= 1  # the video was finalized ...
+    assert json.loads((summary / "summary.json").read_text())["frames"] >= 1  # ... and the summary written
+    assert sorted(p.name for p in summary.iterdir()) == ["summary.csv", "summary.json", "timeline.png"]
+
+
+def test_a_ring_left_by_a_killed_run_is_freed_by_the_next_run(clean_system):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that has ended: its pid is free
+    stale, live = Path(f"/dev/shm/fer_edge_{pid}_deadbeef"), Path(f"/dev/shm/fer_edge_{os.getpid()}_0badcafe")
+    for path in (stale, live):
+        path.write_bytes(b"\0" * 4096)
+    try:
+        assert run_cli("--source", str(DATA / "single_face.jpg"), "--headless").returncode == 0
+        assert not stale.exists()  # its run is gone: freed
+        assert live.exists()  # this process is alive: left alone
+    finally:
+        for path in (stale, live):
+            path.unlink(missing_ok=True)
 
 
 def test_validate_config(bad_files):

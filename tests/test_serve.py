@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import psutil
 import pytest
 
 from edge.serve import Broadcast, ServeError, host_name, is_loopback, parse_address
@@ -180,6 +181,7 @@ def report_numbers(stderr: str) -> tuple[int, float, float]:
     ("127.0.0.1:", ServeError),
     ("::1:8080", ServeError),
     ("host:-1", ServeError),
+    ("127.0.0.1:\u00b2", ServeError),  # a digit to str.isdigit, not to int()
 ])
 def test_parse_address(text, expected):
     if expected is ServeError:
@@ -192,6 +194,9 @@ def test_parse_address(text, expected):
 @pytest.mark.parametrize("header, loopback", [
     ("127.0.0.1:8080", True), ("localhost:8080", True), ("LOCALHOST", True), ("[::1]:8080", True),
     ("127.0.0.2", True), ("evil.example:8080", False), ("192.168.1.5:8080", False), ("", False),
+    ("[::1].evil.example.com", False), ("[::1]evil.example.com:80", False), ("[::1", False),
+    ("127.0.0.1.evil.example.com", False), ("localhost.evil.example.com", False), ("localhost:80:80", False),
+    ("127.0.0.1:8080/x", False),
 ])
 def test_only_loopback_host_headers_count_as_local(header, loopback):
     assert is_loopback(host_name(header)) is loopback
@@ -434,7 +439,7 @@ def test_a_stalled_client_never_holds_up_the_pipeline(media):
     while it stays connected (a pipeline that waited for it would never get there). How much such a client
     costs in frames/s is a speed figure, for a benchmark, not a test (it depends on the machine's load)."""
     config = media / "unpaced.toml"
-    config.write_text("[serve]\npace = false\n")
+    config.write_text("[serve]\npace = false\nsend_timeout_s = 600.0\n")  # (by default it is dropped in 3 s)
     frames = 4 * 72
     with Served(media, "--config", str(config), "--source", str(looped_video(media, 4)), "--serve-linger") as run:
         client, reader = open_stream(run.port, "/stream.mjpg", receive_buffer=4096)
@@ -444,3 +449,101 @@ def test_a_stalled_client_never_holds_up_the_pipeline(media):
             assert status["streams"]["video"] == 1  # connected, never reading, all along
         assert run.stop(signal.SIGINT) == 130, run.stderr()
     assert "Traceback" not in run.stderr()
+
+
+# --- a client that stalls, trickles or floods is cut off; it never holds the server ------------------------------
+
+@pytest.fixture(scope="module")
+def abused(media):
+    """A run of its own for the abusive clients (paced at 30 fps for 72 s): the shared one stays clean."""
+    with Served(media, "--source", str(looped_video(media, 30))) as run:
+        run.wait_for(lambda s: s["frames"] > 10)
+        yield run
+    assert "Traceback" not in run.stderr() and "ERROR" not in run.stderr(), run.stderr()
+
+
+def raw_connection(port: int, receive_buffer: int | None = None) -> socket.socket:
+    sock = socket.socket()
+    if receive_buffer:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server has closed the connection (what it sent before is read and dropped)."""
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_a_request_trickled_byte_by_byte_is_cut_off_at_its_deadline(abused):
+    from edge.serve import REQUEST_TIMEOUT_S
+
+    sock = raw_connection(abused.port)
+    started = time.monotonic()
+    sock.sendall(b"GET /api/status HTTP/1.1\r\n")
+    cut = False
+    with sock:
+        while time.monotonic() - started < REQUEST_TIMEOUT_S + 20:
+            try:
+                sock.sendall(b"X: y\r\n")  # a header line every 0.2 s, never the end of the headers
+            except OSError:
+                cut = True
+                break
+            sock.settimeout(0.2)
+            try:
+                if sock.recv(1024) == b"":
+                    cut = True
+                    break
+            except TimeoutError:
+                pass
+            except OSError:
+                cut = True
+                break
+    assert cut and time.monotonic() - started >= REQUEST_TIMEOUT_S - 0.5
+
+
+def test_stalled_video_readers_free_their_stream_slots_within_the_send_timeout(abused):
+    from edge.config import ServeConfig
+    from edge.serve import MAX_STREAMS
+
+    stalled = [raw_connection(abused.port, receive_buffer=4096) for _ in range(MAX_STREAMS)]
+    try:
+        for sock in stalled:  # they ask for the stream and never read a byte of it
+            sock.sendall(f"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1:{abused.port}\r\n\r\n".encode())
+        abused.wait_for(lambda s: s["streams"]["video"] == MAX_STREAMS)
+        status, _, _ = abused.get("/stream.mjpg")
+        assert status == 503  # every slot is taken ...
+        started = time.monotonic()
+        abused.wait_for(lambda s: s["streams"]["video"] == 0, timeout=ServeConfig().send_timeout_s + 30)
+        freed_after = time.monotonic() - started  # ... until the send timeout drops the readers that take nothing
+        viewer, reader = open_stream(abused.port, "/stream.mjpg")
+        with viewer, reader:
+            assert len(read_mjpeg_parts(reader, 2)) == 2  # a new viewer gets the video
+    finally:
+        for sock in stalled:
+            sock.close()
+    print(f"\n{MAX_STREAMS} stalled readers dropped {freed_after:.1f} s after the slots were full")
+
+
+def test_connections_are_bounded_and_idle_ones_are_closed(abused):
+    from edge.serve import MAX_CONNECTIONS
+
+    threads_before = psutil.Process(abused.process.pid).num_threads()
+    idle = [raw_connection(abused.port) for _ in range(MAX_CONNECTIONS + 40)]  # connect, send nothing
+    try:
+        time.sleep(1.0)
+        threads = psutil.Process(abused.process.pid).num_threads()
+        assert threads <= threads_before + MAX_CONNECTIONS  # one thread per connection served, no more
+        assert all(closed_by_server(sock) for sock in idle)  # each cut off at its request deadline, or at once
+        assert abused.json("/api/status")["running"]  # and the server still answers
+    finally:
+        for sock in idle:
+            sock.close()

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.render import EventSink, OutputError
+from edge.render import EventSink
 from edge.results import UNCERTAIN, Faces, FrameResult
-from edge.summary import SummaryError, main, read_events, require_matplotlib, summarize
+from edge.summary import SummaryError, main, no_plot_note, plot_available, read_events, summarize
 from tests.conftest import DATA, ROOT, run_cli
 
 LABELS = ("a", "b", "c")
@@ -116,12 +116,17 @@ def test_bad_events_files_give_one_line_errors(tmp_path, capsys, content, messag
     assert err.startswith("error: ") and err.count("\n") == 1
 
 
-def test_missing_matplotlib_names_the_install_command(monkeypatch, events, tmp_path, capsys):
+def test_without_matplotlib_the_json_csv_and_table_are_written_and_a_note_names_the_install(
+        monkeypatch, events, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
-    with pytest.raises(OutputError, match=r"needs matplotlib: pip install '\.\[bench\]'"):
-        require_matplotlib()
-    assert main([str(events), str(tmp_path / "out")]) == 2
-    assert capsys.readouterr().err.count("\n") == 1
+    assert not plot_available()
+    out = tmp_path / "out"
+    assert main([str(events), str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "raw 4.67, shown 1.33" in captured.out  # the table
+    assert captured.err == no_plot_note() + "\n" and "pip install '.[plot]'" in captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["summary.csv", "summary.json"]
+    assert json.loads((out / "summary.json").read_text())["tracks"][1]["dominant"] == "c"
 
 
 def test_sample_clip_one_track_fewer_changes_smoothed_and_a_summary(tmp_path):
@@ -130,6 +135,8 @@ def test_sample_clip_one_track_fewer_changes_smoothed_and_a_summary(tmp_path):
                      "--summary", str(out))
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
+    table = result.stdout.splitlines()  # the summary's table, as python -m edge.summary prints it
+    assert table[0].split()[:3] == ["track", "from_s", "to_s"] and "label changes per second" in table[-1]
     records = [json.loads(line) for line in events.read_text().splitlines()]
     faces = [face for record in records for face in record["faces"]]
     ids = [face["track_id"] for face in faces]
@@ -162,3 +169,18 @@ def test_unwritable_summary_folder_is_a_bad_input(tmp_path):
     result = run_cli("--source", str(DATA / "single_face.jpg"), "--summary", str(blocker / "summary"), timeout=60)
     assert result.returncode == 2
     assert result.stderr.startswith("error: cannot create summary folder") and result.stderr.count("\n") == 1
+
+
+def test_the_device_install_without_matplotlib_still_writes_the_summary(tmp_path):
+    """`edge.run --summary` where matplotlib is not installed (as `pip install .` leaves it)."""
+    out = tmp_path / "summary"
+    code = ("import runpy, sys\n"
+            "sys.modules['matplotlib'] = None  # as if not installed\n"
+            f"sys.argv = ['edge.run', '--source', {str(DATA / 'single_face.mp4')!r}, '--headless', "
+            f"'--summary', {str(out)!r}]\n"
+            "runpy.run_module('edge.run', run_name='__main__')\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["summary.csv", "summary.json"]
+    assert "label changes per second" in result.stdout
+    assert no_plot_note() in result.stderr.splitlines()

@@ -1,0 +1,764 @@
+"""Batch analysis: many videos and image folders, one single-process task each, inline or on Ray; resumable."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import datetime
+import glob
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Generator, Iterator, Sequence
+
+from edge.capture import IMAGE_SUFFIXES, STREAM_PREFIXES
+from edge.config import Config, ConfigError, load_config, override
+from edge.detect import DetectorError
+from edge.model import ModelError
+from edge.models import MODELS_DIR, SHIPPED, resolve_model
+from edge.render import EventSink, OutputError, Renderer, make_frame_sink
+from edge.runner import Runner, Stages, model_path
+from edge.summary import Timeline, summarize, write_csv, write_summary
+
+log = logging.getLogger("edge.batch")
+
+EXIT_OK = 0  # every input analysed (now or by an earlier run)
+EXIT_BAD_INPUT = 2  # bad arguments, inputs, model, config or output folder: nothing was run
+EXIT_FAILED = 3  # some inputs failed (each recorded in batch.json with its error); the others are done
+EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_TERMINATED = 143  # SIGTERM
+INSTALL_HINT = "pip install 'fer-edge[batch]'"
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
+                  ".mts", ".3gp", ".ogv"}  # files a folder contributes as videos
+LIST_SUFFIXES = {".txt", ".list"}  # an input file naming one input per line
+GLOB_CHARS = re.compile(r"[*?\[]")
+RESERVED_NAMES = {"batch.json", "batch.csv"}  # the report files beside the inputs' folders
+MARKER = "done.json"  # written last into an input's folder: the input is finished
+HEARTBEAT = "worker.json"  # in a running input's partial folder: its worker, attempt and frames done
+HEARTBEAT_S = 1.0  # a running task rewrites its heartbeat this often
+PROGRESS_S = 0.25  # inline progress refreshes this often
+POLL_S = 0.5  # the driver wakes this often to refresh the progress of Ray tasks
+MAX_RETRIES = 1  # a task whose worker process died is run once more, then reported
+
+
+class InputError(ValueError):
+    """A batch argument names nothing that can be analysed."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stop like Ctrl-C."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One input: a video (file or URL) or a folder of images, and the folder its results go to."""
+
+    name: str  # the folder under --out
+    source: str  # what edge.capture.open_source opens: an absolute path or a URL
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How every task of one batch runs and what it writes."""
+
+    out: str  # the batch's output folder (shared storage on a cluster)
+    run_id: str  # this invocation: tells a retry of a task from a leftover of an earlier run
+    config: Config
+    events: str = "jsonl"  # "jsonl" or "csv"
+    output_video: bool = False
+    plot: bool = True  # timeline.png where matplotlib is installed (~0.25 s an input)
+    threads: int | None = None  # OpenCV threads in a worker (its CPUs); None: leave OpenCV's default
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """The model as it travels to a worker: a shipped model by name (every worker has it in its own
+    install), any other by path, with its bytes for a worker that lacks the file."""
+
+    name: str | None = None  # a shipped model
+    path: str | None = None
+    data: bytes = b""
+    sidecar: bytes = b""
+
+    @classmethod
+    def of(cls, path: Path) -> ModelFile:
+        for name, file in SHIPPED.items():
+            if path.resolve() == MODELS_DIR / file:
+                return cls(name=name)
+        return cls(None, str(path.resolve()), path.read_bytes(), path.with_suffix(".json").read_bytes())
+
+    def local(self) -> Path:
+        """A path to the model on this machine: the original where it is readable, else a copy of the bytes."""
+        if self.name is not None or self.path is None:
+            return resolve_model(self.name)
+        original = Path(self.path)
+        if original.is_file() and original.stat().st_size == len(self.data):
+            return original
+        digest = hashlib.sha256(self.data).hexdigest()[:16]
+        copy = Path(tempfile.gettempdir()) / "fer-edge-models" / digest / original.name
+        if not copy.is_file():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.with_suffix(".json").write_bytes(self.sidecar)
+            staged = copy.with_name(f".{copy.name}.{os.getpid()}")
+            staged.write_bytes(self.data)
+            staged.replace(copy)
+        return copy
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+def is_url(spec: str) -> bool:
+    return spec.startswith(STREAM_PREFIXES)
+
+
+def folder_inputs(folder: Path, exclude: Path | None) -> list[str]:
+    """Every video under a folder, and every folder that holds images (one input each), sorted."""
+    found: list[str] = []
+    for root, dirs, files in os.walk(folder.resolve()):
+        here = Path(root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (exclude is None or here / d != exclude))
+        names = sorted(f for f in files if not f.startswith("."))
+        found.extend(str(here / f) for f in names if Path(f).suffix.lower() in VIDEO_SUFFIXES)
+        if any(Path(f).suffix.lower() in IMAGE_SUFFIXES for f in names):
+            found.append(str(here))
+    return found
+
+
+def list_inputs(path: Path, exclude: Path | None) -> list[str]:
+    """The inputs a list file names, one a line (# comments); paths relative to the list's folder.
+
+    An entry that does not exist is kept: it fails as that input, without stopping the others.
+    """
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read input list {path} ({exc})") from None
+    found: list[str] = []
+    for line in lines:
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        if is_url(entry):
+            found.append(entry)
+            continue
+        target = Path(entry).expanduser()
+        target = target if target.is_absolute() else path.parent / target
+        try:
+            found.extend(expand(str(target), exclude, nested=True))
+        except InputError:
+            found.append(str(target))
+    return found
+
+
+def expand(spec: str, exclude: Path | None, nested: bool = False) -> list[str]:
+    """The inputs one argument names: a URL, a video or image, a list file, a folder, or a glob pattern."""
+    if is_url(spec):
+        return [spec]
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return folder_inputs(path, exclude)
+    if path.is_file():
+        if path.suffix.lower() in LIST_SUFFIXES and not nested:
+            return list_inputs(path, exclude)
+        return [str(path)]
+    if GLOB_CHARS.search(spec):
+        matches = sorted(glob.glob(str(path), recursive=True))
+        if not matches:
+            raise InputError(f"no input matches {spec}")
+        return [item for match in matches for item in expand(match, exclude, nested=True)]
+    raise InputError(f"input not found: {spec}")
+
+
+def collect_inputs(specs: Sequence[str], exclude: Path | None = None) -> list[str]:
+    """Every input the arguments name, in order, each once: absolute paths, or URLs as given."""
+    seen: dict[str, None] = {}
+    for spec in specs:
+        for item in expand(spec, exclude):
+            seen.setdefault(item if is_url(item) else str(Path(item).resolve()), None)
+    return list(seen)
+
+
+def base_name(source: str) -> str:
+    """A folder name for an input: its file or folder name without the suffix, safe on every filesystem."""
+    if is_url(source):
+        tail = source.split("://", 1)[1].split("?", 1)[0].rstrip("/")
+        stem = Path(tail.rsplit("/", 1)[-1]).stem or tail.split("/", 1)[0]
+    else:
+        path = Path(source)
+        stem = path.name if path.is_dir() else path.stem
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).lstrip(".")[:80] or "input"
+    return f"{name}-input" if name.lower() in RESERVED_NAMES else name
+
+
+def make_tasks(sources: Sequence[str]) -> list[Task]:
+    """One task per input; inputs that share a name get a short hash of their source added, so a rerun
+    with the same inputs finds every input's folder again."""
+    names = [base_name(source) for source in sources]
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name.lower()] = counts.get(name.lower(), 0) + 1
+    tasks = []
+    for name, source in zip(names, sources):
+        if counts[name.lower()] > 1:
+            name = f"{name}-{hashlib.sha1(source.encode()).hexdigest()[:6]}"
+        tasks.append(Task(name, source))
+    return tasks
+
+
+# ---------------------------------------------------------------------------------------------- one task
+
+def partial_dir(out: Path, name: str) -> Path:
+    """Where a task writes until it is finished (renamed to ``out / name`` then)."""
+    return out / f".{name}.partial"
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write whole or not at all: a reader never sees half a file."""
+    staged = path.with_name(f".{path.name}.tmp")
+    staged.write_text(json.dumps(data, indent=2) + "\n")
+    staged.replace(path)
+
+
+def finished(out: Path, task: Task) -> dict | None:
+    """The record of an earlier run that finished this input, if its folder holds one."""
+    record = read_json(out / task.name / MARKER)
+    return record if record is not None and record.get("source") == task.source else None
+
+
+class Heartbeat:
+    """A running task's ``worker.json``: which worker runs it, which attempt this is, frames done so far."""
+
+    def __init__(self, path: Path, run_id: str, on_frames: Callable[[int], None] | None = None) -> None:
+        self.path = path
+        earlier = read_json(path)  # left by an attempt of this run whose worker died
+        retry = earlier is not None and earlier.get("run_id") == run_id
+        self.attempt = int(earlier.get("attempt", 1)) + 1 if retry else 1
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.run_id = run_id
+        self.on_frames = on_frames
+        self._written = self._told = 0.0
+        self.frames = 0
+
+    def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write()
+
+    def beat(self, frames: int) -> None:
+        self.frames = frames
+        now = time.perf_counter()
+        if now - self._written >= HEARTBEAT_S:
+            self._write()
+        if self.on_frames is not None and now - self._told >= PROGRESS_S:
+            self._told = now
+            self.on_frames(frames)
+
+    def _write(self) -> None:
+        self._written = time.perf_counter()
+        write_json(self.path, {"run_id": self.run_id, "attempt": self.attempt, "worker": self.worker,
+                               "frames": self.frames})
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its error texts
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line: the project's own errors say what is wrong; others get their type."""
+    plain = ANSI_ESCAPE.sub("", str(exc)).strip()
+    text = plain.splitlines()[0] if plain else ""
+    own = isinstance(exc, (ValueError, OSError, RuntimeError)) and text
+    return text if own else f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
+def write_task_summary(timeline: Timeline, folder: Path, source: str, plot: bool) -> dict[str, Any]:
+    """summary.json and summary.csv, and timeline.png where matplotlib is installed (unless ``plot`` is off)."""
+    if plot:
+        return write_summary(timeline, folder, source=source)[0]
+    summary = summarize(timeline, source)
+    write_json(folder / "summary.json", summary)
+    write_csv(summary, folder / "summary.csv")
+    return summary
+
+
+def analyse(task: Task, settings: Settings, stages: Stages, folder: Path, heartbeat: Heartbeat) -> dict[str, Any]:
+    """Run one input through the stages into ``folder``: events, summary, annotated video; what it found."""
+    config = settings.config
+    runner = Runner(task.source, config, stages=stages)
+    events = EventSink(folder / f"events.{settings.events}", stages.labels)
+    renderer = Renderer(config.render) if settings.output_video else None
+    video = None
+    timeline = Timeline()
+    faces = 0
+    try:
+        for frame, result in runner:
+            event = result.record()
+            events.write(event)
+            timeline.add(event)
+            faces += len(result.faces)
+            if renderer is not None:
+                if video is None:
+                    source = runner.source
+                    target = folder / ("annotated" if source.still else "annotated.mp4")
+                    video = make_frame_sink(target, source.still, False, source.fps, config.render)
+                renderer.render(frame, result)
+                video.write(frame, result)
+            heartbeat.beat(runner.frames_done)
+    finally:
+        events.close()
+        if video is not None:
+            video.close()
+    summary = write_task_summary(timeline, folder, task.source, settings.plot)
+    tracks = [t for t in summary["tracks"] if t["track_id"] >= 0]
+    label_frames: dict[str, int] = {}
+    for track in summary["tracks"]:
+        for label, share in track["share"].items():
+            if share:
+                label_frames[label] = label_frames.get(label, 0) + round(share * track["frames"])
+    return {"frames": runner.frames_done, "faces": faces, "tracks": len(tracks),
+            "dominant": {str(t["track_id"]): t["dominant"] for t in tracks}, "label_frames": label_frames}
+
+
+def publish(partial: Path, final: Path) -> None:
+    """Move a finished task's folder into place, replacing an earlier result (e.g. with --force)."""
+    if final.exists():
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+        partial.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        partial.rename(final)
+
+
+_stages: dict[tuple[Config, Path], Stages] = {}  # per worker process: models and cascades load once
+
+
+def process_stages(config: Config, model: Path) -> Stages:
+    key = (config, model)
+    if key not in _stages:
+        _stages.clear()
+        _stages[key] = Stages(config, model)
+    return _stages[key]
+
+
+def run_task(task: Task, settings: Settings, model: ModelFile, stages: Stages | None = None,
+             on_frames: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Analyse one input into ``out/<name>/`` and return its record; a failure is recorded, never raised.
+
+    Everything is written to a partial folder first, the marker last, then the folder is renamed:
+    an input whose folder has a marker is complete. Runs in a Ray worker or inline.
+    """
+    started = time.perf_counter()
+    out = Path(settings.out)
+    partial = partial_dir(out, task.name)
+    heartbeat = Heartbeat(partial / HEARTBEAT, settings.run_id, on_frames)
+    record: dict[str, Any] = {"name": task.name, "source": task.source, "status": "failed",
+                              "attempts": heartbeat.attempt, "worker": heartbeat.worker}
+    try:
+        shutil.rmtree(partial, ignore_errors=True)
+        heartbeat.start()
+        if settings.threads is not None and settings.config.detector.threads == 0:
+            import cv2
+
+            cv2.setNumThreads(settings.threads)
+        stages = stages or process_stages(settings.config, model.local())
+        begun = time.perf_counter()  # after the model and cascades are loaded (once per worker process)
+        record.update(analyse(task, settings, stages, partial, heartbeat))
+        seconds = time.perf_counter() - begun
+        record.update(status="ok", seconds=round(seconds, 3), fps=round(record["frames"] / seconds, 1),
+                      setup_s=round(begun - started, 3))
+        (partial / HEARTBEAT).unlink()
+        write_json(partial / MARKER, record)
+        publish(partial, out / task.name)
+    except Exception as exc:  # any failure of one input is that input's result, not the batch's end
+        log.debug("%s failed", task.source, exc_info=True)
+        shutil.rmtree(partial, ignore_errors=True)
+        record.update(error=one_line(exc), seconds=round(time.perf_counter() - started, 3))
+    except BaseException:  # Ctrl-C (inline) or a cancelled Ray task: leave nothing half-written
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return record
+
+
+# ---------------------------------------------------------------------------------------------- progress
+
+class Progress:
+    """One bar for the batch (inputs done / total, frames/s over every worker, ETA) and a line per input."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total = total
+        self.quiet = quiet
+        self.done = 0
+        self.frames_finished = 0  # frames of the inputs finished in this run
+        self.running: dict[str, int] = {}  # frames done so far by the inputs still running
+        self.started = time.perf_counter()
+        self.bar = None
+        if not quiet and sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="input", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+    def frames(self, name: str, frames: int) -> None:
+        self.running[name] = frames
+        self._refresh()
+
+    def finished(self, record: dict[str, Any]) -> None:
+        self.done += 1
+        self.running.pop(record["name"], None)
+        if record["status"] == "ok":
+            self.frames_finished += record["frames"]
+        self.say(f"[{self.done}/{self.total}] {input_line(record)}")
+        if self.bar is not None:
+            self.bar.update(1)
+        self._refresh()
+
+    def say(self, line: str) -> None:
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def _refresh(self) -> None:
+        if self.bar is None:
+            return
+        elapsed = time.perf_counter() - self.started
+        frames = self.frames_finished + sum(self.running.values())
+        self.bar.set_postfix_str(f"{frames / elapsed if elapsed > 0 else 0:.0f} frames/s", refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def input_line(record: dict[str, Any]) -> str:
+    """What one input came to, in a line."""
+    name = record["name"]
+    if record["status"] == "failed":
+        return f"{name}: failed: {record.get('error', '')}"
+    if record["status"] == "not run":
+        return f"{name}: not run"
+    tracks = record.get("dominant") or {}
+    found = ", ".join(f"#{i} {label}" for i, label in tracks.items()) or plural(record.get("faces", 0), "face")
+    retried = f" (attempt {record['attempts']}: its first worker died)" if record.get("attempts", 1) > 1 else ""
+    return (f"{name}: {record['frames']} frames in {record['seconds']:.1f} s ({record['fps']:.0f} frames/s); "
+            f"{found}{retried}")
+
+
+# ---------------------------------------------------------------------------------------------- runners
+
+def not_run(task: Task) -> dict[str, Any]:
+    return {"name": task.name, "source": task.source, "status": "not run"}
+
+
+def run_inline(tasks: list[Task], settings: Settings, model: ModelFile, stages: Stages,
+               progress: Progress) -> Iterator[dict[str, Any]]:
+    """Every task in this process, one after another (``--workers 1``)."""
+    for task in tasks:
+        yield run_task(task, settings, model, stages, lambda frames, name=task.name: progress.frames(name, frames))
+
+
+class RayBatch:
+    """Tasks on Ray: a local instance started here (and shut down at the end), or an existing cluster."""
+
+    def __init__(self, address: str, workers: int | None, cpus: float, quiet: bool) -> None:
+        import ray
+
+        self.ray = ray
+        self.local = address == "auto"
+        self.workers = workers
+        self.cpus = cpus
+        started = time.perf_counter()
+        options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": not quiet}
+        if self.local:  # a cluster keeps its own settings
+            options.update(include_dashboard=False, num_cpus=max(1, int(round(workers * cpus))) if workers else None)
+        try:
+            ray.init(address="local" if self.local else address, **options)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise InputError(f"cannot join the Ray cluster at {address} ({one_line(exc)})") from None
+        self.startup_s = time.perf_counter() - started
+        self.cluster_cpus = float(ray.cluster_resources().get("CPU", 1.0))
+
+    @property
+    def description(self) -> str:
+        where = "local Ray instance" if self.local else "Ray cluster"
+        return f"{where} with {self.cluster_cpus:g} CPUs, {self.cpus:g} per task"
+
+    def run(self, tasks: list[Task], settings: Settings, model: ModelFile,
+            progress: Progress) -> Iterator[dict[str, Any]]:
+        """Records as tasks finish; at most ``workers`` tasks in flight. Stopping the iteration cancels the rest."""
+        ray = self.ray
+        remote = ray.remote(run_task)
+        options = {"num_cpus": self.cpus, "max_retries": MAX_RETRIES, "retry_exceptions": False}
+        model_ref = ray.put(model)  # one copy in the object store for every task
+        pending = deque(tasks)
+        running: dict[Any, Task] = {}
+        window = self.workers or len(tasks)
+        out = Path(settings.out)
+        try:
+            while pending or running:
+                while pending and len(running) < window:
+                    task = pending.popleft()
+                    running[remote.options(name=f"edge.batch:{task.name}", **options).remote(task, settings, model_ref)] = task
+                done, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
+                for ref in done:
+                    task = running.pop(ref)
+                    yield self.result(ref, task, out)
+                for task in running.values():
+                    beat = read_json(partial_dir(out, task.name) / HEARTBEAT)
+                    if beat is not None and beat.get("run_id") == settings.run_id:
+                        progress.frames(task.name, int(beat.get("frames", 0)))
+        finally:
+            for ref in running:
+                ray.cancel(ref, force=True)
+            for task in running.values():
+                shutil.rmtree(partial_dir(out, task.name), ignore_errors=True)
+
+    def result(self, ref: Any, task: Task, out: Path) -> dict[str, Any]:
+        """A task's record; a task whose worker died on every attempt, or could not run it, is reported as failed."""
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayError as exc:
+            shutil.rmtree(partial_dir(out, task.name), ignore_errors=True)
+            record = {"name": task.name, "source": task.source, "status": "failed"}
+            if isinstance(exc, (self.ray.exceptions.WorkerCrashedError, self.ray.exceptions.OutOfMemoryError)):
+                why = f"its worker process died on all {MAX_RETRIES + 1} attempts (killed, or out of memory)"
+                record["attempts"] = MAX_RETRIES + 1
+            elif "No module named 'edge'" in str(exc):
+                why = f"fer-edge is not installed where the Ray worker runs: {INSTALL_HINT} on every node"
+            else:
+                why = one_line(exc)
+            return {**record, "error": why}
+
+    def close(self) -> None:
+        self.ray.shutdown()  # a local instance's processes end with it; a cluster keeps running
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+CSV_FIELDS = ("name", "source", "status", "frames", "seconds", "fps", "faces", "tracks", "dominant", "attempts",
+              "error")
+
+
+def combined(records: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+    """Totals over every input, and the emotions over every track of every input."""
+    analysed = [r for r in records if r["status"] in ("ok", "skipped")]
+    statuses = ("ok", "skipped", "failed", "not run")
+    counts = {status: sum(r["status"] == status for r in records) for status in statuses}
+    new_frames = sum(r["frames"] for r in records if r["status"] == "ok")
+    label_frames: dict[str, int] = {}
+    dominant: dict[str, int] = {}
+    for record in analysed:
+        for label, n in record.get("label_frames", {}).items():
+            label_frames[label] = label_frames.get(label, 0) + n
+        for label in record.get("dominant", {}).values():
+            dominant[label] = dominant.get(label, 0) + 1
+    face_frames = sum(label_frames.values())
+    return {
+        "inputs": len(records), **{status.replace(" ", "_"): n for status, n in counts.items()},
+        "frames": sum(r["frames"] for r in analysed), "faces": sum(r.get("faces", 0) for r in analysed),
+        "tracks": sum(r.get("tracks", 0) for r in analysed),
+        "frames_this_run": new_frames, "wall_s": round(wall_s, 3),
+        "fps_this_run": round(new_frames / wall_s, 1) if wall_s > 0 else 0.0,
+        "dominant_tracks": dict(sorted(dominant.items(), key=lambda kv: -kv[1])),
+        "label_share": {label: round(n / face_frames, 4)
+                        for label, n in sorted(label_frames.items(), key=lambda kv: -kv[1])} if face_frames else {},
+    }
+
+
+def write_report(out: Path, records: list[dict[str, Any]], meta: dict[str, Any], wall_s: float) -> dict[str, Any]:
+    """batch.json (every input's record, and the combined summary) and batch.csv (one row per input)."""
+    total = combined(records, wall_s)
+    write_json(out / "batch.json", {**meta, "combined": total, "inputs": records})
+    staged = out / ".batch.csv.tmp"
+    with staged.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(CSV_FIELDS)
+        for r in records:
+            dominant = "; ".join(f"#{i} {label}" for i, label in r.get("dominant", {}).items())
+            writer.writerow([r["name"], r["source"], r["status"], r.get("frames", ""), r.get("seconds", ""),
+                             r.get("fps", ""), r.get("faces", ""), r.get("tracks", ""), dominant,
+                             r.get("attempts", ""), r.get("error", "")])
+    staged.replace(out / "batch.csv")
+    return total
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def final_line(total: dict[str, Any], out: Path) -> str:
+    parts = [f"{total['ok']} done"]
+    if total["skipped"]:
+        parts.append(f"{total['skipped']} finished earlier")
+    if total["failed"]:
+        parts.append(f"{total['failed']} failed")
+    if total["not_run"]:
+        parts.append(f"{total['not_run']} not run")
+    shares = ", ".join(f"{label} {share:.0%}" for label, share in list(total["label_share"].items())[:4])
+    return (f"{total['inputs']} inputs: {', '.join(parts)}; {total['frames_this_run']} frames in "
+            f"{total['wall_s']:.1f} s ({total['fps_this_run']:.1f} frames/s); {plural(total['tracks'], 'track')}"
+            + (f" ({shares} of face time)" if shares else "") + f"; wrote {out / 'batch.json'}, {out / 'batch.csv'}")
+
+
+# ---------------------------------------------------------------------------------------------- command line
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m edge.batch",
+        description="Analyse many videos and image folders: one task per input, on Ray or inline; "
+                    "rerun the same command to resume.")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="video, image, folder (its videos, and each folder of images), glob pattern, URL, "
+                             "or a .txt file listing one of those a line")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the results: OUT/<input>/, batch.json")
+    parser.add_argument("--events", choices=("jsonl", "csv"), default="jsonl", help="events format (default jsonl)")
+    parser.add_argument("--output-video", action="store_true", help="also write each input's annotated video")
+    parser.add_argument("--no-plot", action="store_true",
+                        help="no timeline.png (summary JSON and CSV only; saves ~0.25 s an input)")
+    parser.add_argument("--ray", metavar="auto|ADDRESS",
+                        help="auto: start a local Ray instance (the default where Ray is installed); "
+                             "ADDRESS: join that cluster (e.g. ray://head:10001, or head:6379 on a node)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="at most N inputs at once; 1 without --ray runs inline, without Ray")
+    parser.add_argument("--num-cpus", type=float, default=1.0, metavar="C",
+                        help="CPUs Ray reserves for each task (default 1: one input per core)")
+    parser.add_argument("--force", action="store_true", help="redo inputs an earlier run finished")
+    parser.add_argument("--config", type=Path, help="TOML config (see config.toml)")
+    parser.add_argument("--model", type=Path, help="TFLite model with its .json sidecar (default: shipped model)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no line per input")
+    parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    args = parser.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    if args.num_cpus <= 0:
+        parser.error(f"--num-cpus must be > 0, got {args.num_cpus:g}")
+    return args
+
+
+def ray_address(args: argparse.Namespace) -> str | None:
+    """Where the tasks run: None inline, else 'auto' (a local instance) or a cluster's address."""
+    if args.ray is None and args.workers == 1:
+        return None
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise InputError(f"batch runs on Ray, which is not installed: {INSTALL_HINT} "
+                         "(or --workers 1 to run inline without it)") from None
+    return args.ray or "auto"
+
+
+def prepare_out(out: Path) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {out} ({exc.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise OutputError(f"output folder is not writable: {out}")
+    return out.resolve()
+
+
+def on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    started = time.perf_counter()
+    try:
+        address = ray_address(args)
+        config = load_config(args.config)
+        if config.capture.live == "auto":  # a URL too is read whole, every frame, at the source's timestamps
+            config = override(config, "capture", live="no")
+        out = prepare_out(args.out)
+        tasks = make_tasks(collect_inputs(args.inputs, exclude=out))
+        if not tasks:
+            raise InputError(f"no videos or images in {' '.join(args.inputs)}")
+        path = model_path(config, args.model)
+        stages = Stages(config, path)  # a bad model or detector setting fails here, once, not in every task
+        model = ModelFile.of(path)
+    except (InputError, ConfigError, ModelError, OutputError, DetectorError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    records: dict[str, dict[str, Any]] = {}
+    todo = []
+    for task in tasks:
+        earlier = None if args.force else finished(out, task)
+        if earlier is not None:
+            records[task.name] = {**earlier, "status": "skipped"}
+        else:
+            todo.append(task)
+    progress = Progress(len(todo), args.quiet)
+    if len(todo) < len(tasks):
+        progress.say(f"{len(tasks) - len(todo)} of {len(tasks)} inputs finished earlier: skipped (--force redoes them)")
+    settings = Settings(str(out), uuid.uuid4().hex, config, args.events, args.output_video, not args.no_plot)
+    meta: dict[str, Any] = {"command": " ".join(["python -m edge.batch", *(argv or sys.argv[1:])]),
+                            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    batch: RayBatch | None = None
+    results: Generator[dict[str, Any], None, None] = (record for record in ())
+    stopped: KeyboardInterrupt | None = None
+    try:
+        if address is None or not todo:
+            meta["mode"] = "inline"
+            results = run_inline(todo, settings, model, stages, progress)
+        else:
+            batch = RayBatch(address, args.workers, args.num_cpus, args.quiet)
+            meta.update(mode=batch.description, ray_startup_s=round(batch.startup_s, 3))
+            progress.say(f"running {len(todo)} inputs on a {batch.description}")
+            threads = max(1, int(args.num_cpus))  # a task's OpenCV and x264 threads: the CPUs Ray gave it
+            if config.render.encoder_threads == 0:
+                config = override(config, "render", encoder_threads=threads)
+            settings = dataclasses.replace(settings, config=config, threads=threads)
+            results = batch.run(todo, settings, model, progress)
+        for record in results:
+            records[record["name"]] = record
+            progress.finished(record)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: finished inputs stay; the report says what is left
+        stopped = exc
+    finally:
+        results.close()  # a Ray batch cancels what is still running
+        progress.close()
+        if batch is not None:
+            batch.close()
+        signal.signal(signal.SIGTERM, previous)
+    ordered = [records.get(task.name) or not_run(task) for task in tasks]
+    meta["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    total = write_report(out, ordered, meta, time.perf_counter() - started)
+    print(final_line(total, out), file=sys.stderr)
+    if stopped is not None:
+        print(f"{'terminated' if isinstance(stopped, Terminated) else 'interrupted'}: "
+              f"{total['not_run']} inputs not run; run the same command again to resume "
+              "(finished inputs are skipped)", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(stopped, Terminated) else EXIT_INTERRUPTED
+    return EXIT_FAILED if total["failed"] else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""python -m edge.batch without Ray (--workers 1, inline): inputs, outputs, the report, resuming, errors."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+from edge import batch
+from edge.batch import ModelFile, collect_inputs, make_tasks
+from edge.classify import DEFAULT_MODEL, Classifier
+from tests.conftest import ROOT, looped_video
+
+TIMEOUT_S = 300
+
+
+def run_batch(*args: str, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge.batch", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def event_frames(folder: Path) -> int:
+    """Frames in an input's events file: JSON Lines lines, or distinct frames of the CSV's rows."""
+    if (folder / "events.jsonl").is_file():
+        return len((folder / "events.jsonl").read_text().splitlines())
+    with (folder / "events.csv").open(newline="") as file:
+        return len({(row["frame"], row["image"]) for row in csv.DictReader(file)})
+
+
+def video_frames(path: Path) -> int:
+    capture, frames = cv2.VideoCapture(str(path)), 0
+    while capture.grab():
+        frames += 1
+    capture.release()
+    return frames
+
+
+def report(out: Path) -> dict[str, dict]:
+    return {r["name"]: r for r in json.loads((out / "batch.json").read_text())["inputs"]}
+
+
+def leftovers(out: Path) -> list[str]:
+    """Partial folders or staged files a run left behind."""
+    return sorted(p.name for p in out.iterdir() if p.name.startswith("."))
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory, data) -> Path:
+    """Two clips that share a name, an image folder, a clip with no face and a corrupt file."""
+    root = tmp_path_factory.mktemp("media")
+    for folder in ("a", "b", "photos"):
+        (root / folder).mkdir()
+    shutil.copy(data / "single_face.mp4", root / "a" / "clip.mp4")
+    shutil.copy(data / "single_face.mp4", root / "b" / "clip.mp4")
+    shutil.copy(data / "no_face.mp4", root / "a" / "empty_room.mp4")
+    for name in ("multi_face.jpg", "single_face.jpg"):
+        shutil.copy(data / name, root / "photos" / name)
+    (root / "broken.mp4").write_bytes((data / "single_face.mp4").read_bytes()[:5000])  # truncated: no index
+    return root
+
+
+def test_inputs_from_folders_globs_and_list_files(media, tmp_path):
+    out = media / "a" / "results"  # an output folder inside an input folder is never an input
+    (out / "x").mkdir(parents=True)
+    shutil.copy(media / "photos" / "single_face.jpg", out / "x" / "written.jpg")
+    try:
+        check_inputs(media, tmp_path, out)
+    finally:
+        shutil.rmtree(out)
+
+
+def check_inputs(media: Path, tmp_path: Path, out: Path) -> None:
+    listing = tmp_path / "inputs.txt"
+    listing.write_text(f"# one input a line\n\n{media / 'photos'}\nrtsp://camera.local/live\n../nowhere/gone.mp4\n")
+    (tmp_path / "media").symlink_to(media)
+    inputs = collect_inputs([str(media / "a"), str(tmp_path / "media" / "*" / "clip.mp4"), str(listing),
+                             str(media / "a" / "clip.mp4")], exclude=out.resolve())
+    assert inputs == [str(media / "a" / "clip.mp4"), str(media / "a" / "empty_room.mp4"),
+                      str(media / "b" / "clip.mp4"), str(media / "photos"), "rtsp://camera.local/live",
+                      str((tmp_path.parent / "nowhere" / "gone.mp4").resolve())]
+    names = [task.name for task in make_tasks(inputs)]
+    assert names[1:] == ["empty_room", names[2], "photos", "live", "gone"]
+    assert names[0] != names[2] and all(n.startswith("clip-") for n in (names[0], names[2]))
+    assert [t.name for t in make_tasks(inputs)] == names  # the same inputs always get the same folders
+    assert make_tasks(["/x/batch.json.mp4"])[0].name == "batch.json-input"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["{tmp}/missing.mp4"], "error: input not found:"),
+    (["{tmp}/nothing_*.mp4"], "error: no input matches"),
+    (["{tmp}/empty_folder"], "error: no videos or images in"),
+    (["{data}/single_face.mp4", "--model", "{tmp}/none.tflite"], "error: model file not found:"),
+    (["{data}/single_face.mp4", "--config", "{tmp}/none.toml"], "error: config file not found:"),
+])
+def test_bad_input_exits_2_with_one_line(data, tmp_path, capsys, extra, message):
+    (tmp_path / "empty_folder").mkdir()
+    argv = [a.format(tmp=tmp_path, data=data) for a in extra] + ["--out", str(tmp_path / "out"), "--workers", "1"]
+    assert batch.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(message)
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--workers", "0"], "--workers must be >= 1, got 0"),
+    (["--num-cpus", "0"], "--num-cpus must be > 0, got 0"),
+])
+def test_bad_options_exit_2(data, tmp_path, capsys, option, message):
+    with pytest.raises(SystemExit) as raised:
+        batch.main([str(data / "single_face.mp4"), "--out", str(tmp_path / "out"), *option])
+    assert raised.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)
+
+
+def test_without_ray_the_command_says_how_to_get_it(data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError, as where it is not installed
+    assert batch.main([str(data / "single_face.mp4"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "pip install 'fer-edge[batch]'" in err[0] and "--workers 1" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_inline_batch_writes_every_input_and_the_report(media, tmp_path):
+    out = tmp_path / "out"
+    done = run_batch(str(media), "--out", str(out), "--workers", "1", "--output-video", "--events", "csv")
+    assert done.returncode == 3, done.stderr  # one input failed; the others are done
+    records = report(out)
+    clips = sorted(name for name in records if name.startswith("clip-"))
+    assert len(clips) == 2 and set(records) == {*clips, "empty_room", "photos", "broken"}
+    assert records["broken"]["status"] == "failed"
+    assert records["broken"]["error"] == f"not a decodable video or image: {media / 'broken.mp4'}"
+    assert not (out / "broken").exists()
+    expected = {clips[0]: 72, clips[1]: 72, "empty_room": video_frames(media / "a" / "empty_room.mp4"), "photos": 2}
+    for name, frames in expected.items():
+        record, folder = records[name], out / name
+        assert record["status"] == "ok" and record["frames"] == frames == event_frames(folder), name
+        assert {"events.csv", "summary.json", "summary.csv", "timeline.png", "done.json"} <= set(os.listdir(folder))
+        assert json.loads((folder / "done.json").read_text())["frames"] == frames
+        assert record["fps"] > 0 and record["attempts"] == 1
+    for clip in clips:
+        assert video_frames(out / clip / "annotated.mp4") == 72
+        assert records[clip]["tracks"] == 1 and records[clip]["dominant"] == {"0": "happy"}
+        assert json.loads((out / clip / "summary.json").read_text())["tracks"][0]["dominant"] == "happy"
+    assert sorted(os.listdir(out / "photos" / "annotated")) == ["multi_face.jpg", "single_face.jpg"]
+    assert records["photos"]["faces"] == 6 and records["photos"]["tracks"] == 0  # images are not tracked
+    assert records["empty_room"]["faces"] == 0
+    with (out / "batch.csv").open(newline="") as file:
+        rows = {row["name"]: row for row in csv.DictReader(file)}
+    assert set(rows) == set(records) and rows[clips[0]]["dominant"] == "#0 happy"
+    assert rows["broken"]["error"] == records["broken"]["error"]
+    combined = json.loads((out / "batch.json").read_text())["combined"]
+    assert combined["inputs"] == 5 and combined["ok"] == 4 and combined["failed"] == 1
+    assert combined["frames"] == sum(expected.values()) and combined["tracks"] == 2
+    assert combined["dominant_tracks"] == {"happy": 2}
+    assert leftovers(out) == []
+    lines = done.stderr.strip().splitlines()
+    assert sum(bool(re.match(r"\[\d/5\] ", line)) for line in lines) == 5  # a line per finished input
+    assert lines[-1].startswith("5 inputs: 4 done, 1 failed;")
+
+
+def test_a_rerun_skips_finished_inputs_and_force_redoes_them(data, tmp_path):
+    out = tmp_path / "out"
+    inputs = [str(data / "single_face.mp4"), str(data / "multi_face.jpg")]
+    assert run_batch(*inputs, "--out", str(out), "--workers", "1").returncode == 0
+    marker = out / "single_face" / "done.json"
+    first = marker.stat().st_mtime_ns
+    again = run_batch(*inputs, "--out", str(out), "--workers", "1")
+    assert again.returncode == 0, again.stderr
+    assert "2 of 2 inputs finished earlier: skipped" in again.stderr
+    assert marker.stat().st_mtime_ns == first
+    assert {r["status"] for r in report(out).values()} == {"skipped"}
+    forced = run_batch(*inputs, "--out", str(out), "--workers", "1", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert marker.stat().st_mtime_ns != first and {r["status"] for r in report(out).values()} == {"ok"}
+    assert leftovers(out) == []
+
+
+def test_ctrl_c_keeps_finished_inputs_and_says_how_to_resume(data, tmp_path):
+    out = tmp_path / "out"
+    long_clip = looped_video(tmp_path, 20)  # 1440 frames: still running when the signal comes
+    command = [sys.executable, "-m", "edge.batch", str(data / "single_face.mp4"), str(long_clip),
+               str(data / "multi_face.jpg"), "--out", str(out), "--workers", "1"]
+    process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not (out / "single_face" / "done.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "run the same command again to resume" in stderr.strip().splitlines()[-1]
+    records = report(out)
+    assert records["single_face"]["status"] == "ok"
+    assert records["single_face"]["frames"] == 72 == event_frames(out / "single_face")
+    assert records["looped_20"]["status"] == "not run" and records["multi_face"]["status"] == "not run"
+    assert not (out / "looped_20").exists() and leftovers(out) == []
+
+
+def test_a_model_travels_as_bytes_to_a_worker_without_the_file(tmp_path):
+    model = tmp_path / "mine.tflite"
+    shutil.copy(DEFAULT_MODEL, model)
+    shutil.copy(DEFAULT_MODEL.with_suffix(".json"), model.with_suffix(".json"))
+    travelling = ModelFile.of(model)
+    assert travelling.path == str(model) and travelling.local() == model  # the file is here: used in place
+    model.unlink()
+    copy = travelling.local()
+    assert copy != model and copy.read_bytes() == DEFAULT_MODEL.read_bytes()
+    assert Classifier(copy).labels == Classifier(DEFAULT_MODEL).labels
+    shipped = ModelFile.of(DEFAULT_MODEL)  # a shipped model travels by name: every worker has it installed
+    assert shipped == ModelFile(name="fer2013-mini-xception") and shipped.local() == DEFAULT_MODEL
+
+
+def test_a_url_is_read_whole_at_the_source_timestamps(data, tmp_path):
+    clip = tmp_path / "served" / "clip.avi"  # MJPG in AVI: FFmpeg reads it over plain HTTP without seeking
+    clip.parent.mkdir()
+    capture = cv2.VideoCapture(str(data / "single_face.mp4"))
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 360))
+    while (frame := capture.read()[1]) is not None:
+        writer.write(frame)
+    writer.release()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(clip.parent)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/clip.avi"
+        done = run_batch(url, "--out", str(tmp_path / "out"), "--workers", "1")
+    finally:
+        server.shutdown()
+        thread.join()
+    assert done.returncode == 0, done.stderr
+    record = report(tmp_path / "out")["clip"]
+    assert record["source"] == url and record["frames"] == 72 == event_frames(tmp_path / "out" / "clip")
+    events = [json.loads(line) for line in (tmp_path / "out" / "clip" / "events.jsonl").read_text().splitlines()]
+    assert [e["t"] for e in events[:3]] == [0.0, 0.0333, 0.0667]  # the file's own times, not the wall clock
