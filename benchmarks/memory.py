@@ -27,6 +27,7 @@ from benchmarks.media import bench_video  # noqa: E402
 SAMPLE_S = 0.5
 WARMUP_FRAMES = 300  # the first frames allocate caches, the tracker's state, the codec's buffers
 MB = 2**20
+EDGE_SAMPLES = 5  # start and end figures are medians of this many samples (one sample can catch a spike)
 
 
 def measure(root: Path, video: Path, events: Path) -> dict[str, float]:
@@ -52,8 +53,14 @@ def measure(root: Path, video: Path, events: Path) -> dict[str, float]:
     f, r, u = (np.array(a, float) for a in (frames, rss, uss))
     steady = f >= WARMUP_FRAMES
     slope = np.polyfit(f[steady], u[steady], 1)[0] if steady.sum() > 2 else float("nan")
-    return {"frames": float(f.max()), "rss_start_mb": r[steady][0] / MB, "rss_end_mb": r[steady][-1] / MB,
-            "uss_start_mb": u[steady][0] / MB, "uss_end_mb": u[steady][-1] / MB,
+    def first(a: np.ndarray) -> float:
+        return float(np.median(a[steady][:EDGE_SAMPLES]))
+
+    def last(a: np.ndarray) -> float:
+        return float(np.median(a[steady][-EDGE_SAMPLES:]))
+
+    return {"frames": float(f.max()), "rss_start_mb": first(r) / MB, "rss_end_mb": last(r) / MB,
+            "uss_start_mb": first(u) / MB, "uss_end_mb": last(u) / MB,
             "uss_growth_kb_per_frame": slope / 1024, "samples": float(steady.sum())}
 
 
@@ -65,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="fer-memory-") as folder:
         video = bench_video(REPO_ROOT / "tests" / "data" / "single_face.mp4", args.loop, Path(folder)).path
         result = measure(args.root.resolve(), video, Path(folder) / "events.jsonl")
-    print(f"{args.root.resolve()}: {result['frames']:.0f} frames; main process after {WARMUP_FRAMES} frames -> end: "
+    print(f"{args.root.resolve()}: {result['frames']:.0f} frames; main process after {WARMUP_FRAMES} frames -> end "
+          f"(medians of {EDGE_SAMPLES} samples): "
           f"RSS {result['rss_start_mb']:.1f} -> {result['rss_end_mb']:.1f} MB, USS {result['uss_start_mb']:.1f} -> "
           f"{result['uss_end_mb']:.1f} MB; USS growth {result['uss_growth_kb_per_frame']:.3f} KB a frame "
           f"(least squares over {result['samples']:.0f} samples)")
