@@ -13,7 +13,6 @@ labelled frames (benchmarks/labelled_samples.py: neutral 0-15, happy 24-66) read
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +26,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from benchmarks.flicker import degraded_copy, record_events, recorded_frames, replay, stability  # noqa: E402
 from benchmarks.labelled_samples import CLIP, CLIP_FRAMES, DATA  # noqa: E402
+from benchmarks.report import publish  # noqa: E402
 from edge.config import load_config  # noqa: E402
 from edge.models import SHIPPED  # noqa: E402
 
@@ -99,9 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     result = measure(args.models, args.seed)
-    print(text(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    publish(text(result), result, args.json)
     return 0
 
 

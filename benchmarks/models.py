@@ -25,6 +25,7 @@ if str(REPO_ROOT) not in sys.path:  # `python benchmarks/models.py` from anywher
     sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.classifier import face_crops  # noqa: E402
+from benchmarks.report import publish  # noqa: E402
 from edge.classify import Classifier  # noqa: E402
 from edge.config import Config  # noqa: E402
 from edge.models import SHIPPED, model_name, resolve_model  # noqa: E402
@@ -110,9 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     result = measure([resolve_model(m) for m in args.models], args.video, args.rounds, args.calls)
-    print(text(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    publish(text(result), result, args.json)
     return 0
 
 
