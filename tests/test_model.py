@@ -81,3 +81,30 @@ def test_models_are_chosen_by_name_or_path(tmp_path):
         resolve_model("nonesuch")
     for name, file in SHIPPED.items():
         assert (DEFAULT_MODEL.parent / file).is_file(), f"{name} is listed but not shipped"
+
+
+@pytest.mark.parametrize("model", ["fer2013-mini-xception", "face-api-expression"])
+def test_the_sample_clip_end_to_end_with_a_gray_and_a_colour_model(tmp_path, model):
+    """edge.run by model name: every frame's event, probabilities in the model's labels, the expressions read right.
+
+    The clip (labelled by eye, benchmarks/labelled_samples.py) is neutral in frames 0-15 and grins in 24-66.
+    """
+    import subprocess
+    import sys
+
+    from tests.conftest import DATA, ROOT
+
+    events = tmp_path / "faces.jsonl"
+    result = subprocess.run([sys.executable, "-m", "edge.run", "--source", str(DATA / "single_face.mp4"), "--headless",
+                             "--events", str(events), "--model", model], cwd=ROOT, capture_output=True, text=True,
+                            timeout=180)
+    assert result.returncode == 0, result.stderr
+    info = load_model_info(resolve_model(model))
+    records = [json.loads(line) for line in events.read_text().splitlines()]
+    assert len(records) == 72
+    faces = [(r["frame"], f) for r in records for f in r["faces"]]
+    assert len(faces) >= 70 and all(tuple(f["probs"]) == info.labels for _, f in faces)
+    raw = {frame: face["raw_label"] for frame, face in faces}
+    neutral = [raw[i] == "neutral" for i in range(16) if i in raw]
+    happy = [raw[i] == "happy" for i in range(24, 67) if i in raw]
+    assert np.mean(neutral) >= 0.8 and np.mean(happy) >= 0.9, (model, raw)

@@ -10,6 +10,7 @@ MODELS_DIR = Path(__file__).resolve().parent
 # name -> .tflite in this folder (each with its .json sidecar); `python -m convert.pretrained --name NAME` rebuilds it
 SHIPPED = {
     "fer2013-mini-xception": "fer2013_mini_xception_int8.tflite",
+    "face-api-expression": "face_api_expression_int8.tflite",
 }
 DEFAULT_NAME = "fer2013-mini-xception"
 DEFAULT_MODEL = MODELS_DIR / SHIPPED[DEFAULT_NAME]
