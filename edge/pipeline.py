@@ -272,7 +272,7 @@ class Pipeline:
         frame = self._ring.frame(task.slot, task.shape)
         result = FrameResult(seq=task.seq, index=task.index, timestamp=task.timestamp,
                              faces=Faces(classified.boxes, classified.probs, self.labels), stamps=stamps,
-                             name=task.name)
+                             name=task.name, dropped=self.dropped)
         try:
             keep_going = on_result(frame, result, self)
         finally:

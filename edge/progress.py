@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
+
 from edge.capture import Source
 from edge.results import FrameResult
 
@@ -107,7 +109,7 @@ class Progress:
         self.opened = False
         self._handlers: list[logging.Handler] = []
 
-    def open(self, source: Source) -> None:
+    def open(self, source: Source, paced: bool = False) -> None:
         """Start the bar for this source (the first call only; nothing for live sources)."""
         if self.opened:
             return
@@ -128,7 +130,7 @@ class Progress:
                 handler.addFilter(self._before_log)
                 self._handlers.append(handler)
 
-    def write(self, result: FrameResult) -> None:
+    def write(self, frame: np.ndarray | None, result: FrameResult | None) -> None:
         if self.bar is not None:
             self.bar.update(1)
 

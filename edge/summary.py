@@ -11,12 +11,13 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from edge.capture import Source
 from edge.render import OutputError
-from edge.results import UNCERTAIN
+from edge.results import UNCERTAIN, FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +273,33 @@ def write_summary(timeline: Timeline, out_dir: Path, source: str = "") -> tuple[
         except OSError as exc:
             raise OSError(exc.errno, exc.strerror, str(path)) from None
     return summary, [path for path, _ in writes]
+
+
+class SummarySink:
+    """The per-track emotion summary of a run (``--summary DIR``): its frames' events gathered, written at the end.
+
+    The folder is checked (made) when the sink is made, before the run; ``close`` writes the files
+    (nothing for a run with no frame) and hands the summary to ``report``.
+    """
+
+    def __init__(self, out_dir: Path, source: str, report: Callable[[dict[str, Any]], None]) -> None:
+        prepare_output(out_dir)
+        self.path = out_dir
+        self.source = source
+        self.report = report
+        self.timeline = Timeline()
+
+    def open(self, source: Source, paced: bool) -> None:
+        pass
+
+    def write(self, frame: np.ndarray, result: FrameResult) -> None:
+        self.timeline.add(result.record())
+
+    def close(self) -> None:
+        """Write the files; OSError naming the one that cannot be written."""
+        if self.timeline.frame_times:
+            summary, _ = write_summary(self.timeline, self.path, source=self.source)
+            self.report(summary)
 
 
 def report(summary: dict[str, Any]) -> str:

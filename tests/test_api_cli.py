@@ -231,10 +231,10 @@ def test_a_log_line_never_shares_the_bar_s_line(monkeypatch, bar):
         progress.open(FakeSource())
         assert isinstance(progress.bar, PlainBar) == (bar == "plain")
         for _ in range(5):
-            progress.write(None)
+            progress.write(None, None)
         logging.getLogger("edge.test").warning("a warning mid-run")
         for _ in range(5):
-            progress.write(None)
+            progress.write(None, None)
         progress.close()
         assert handler.filters == []  # the bar's hook is gone with it
     finally:
