@@ -205,7 +205,8 @@ class FaceCollector:
         """Add every face of one source; role 'split' holds part out, 'calibration'/'validation' not."""
         kind = source_kind(path)
         before = (len(self.calibration), len(self.validation))
-        found: SourceFaces = getattr(self, f"read_{kind}")(path)
+        readers = {"csv": self.read_csv, "folder": self.read_folder, "image": self.read_image, "video": self.read_video}
+        found = readers[kind](path)
         if role != "split":
             held = np.full(found.count, role == "validation")
         elif found.usage and any(found.usage):

@@ -77,7 +77,7 @@ TAG_SHIFTS = 3  # a tag may move this many tag heights further above or below it
 
 def tag_text(faces: Faces, i: int) -> str:
     """``#3 happy 62%``: track id (videos), shown label and its score (none for ``uncertain``)."""
-    label = faces.label[i]
+    label = faces.shown_label[i]
     track = f"#{faces.track_id[i]} " if faces.track_id[i] >= 0 else ""
     return f"{track}{label}" + ("" if label == UNCERTAIN else f" {faces.score[i]:.0%}")
 

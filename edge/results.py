@@ -99,8 +99,8 @@ class Faces:
         return [self.labels[i] for i in self.class_id]
 
     @property
-    def label(self) -> list[str]:
-        """The label to show: ``display_label`` where set, else the raw label."""
+    def shown_label(self) -> list[str]:
+        """The label to show of each face: ``display_label`` where set, else the raw label (``labels``: the model's)."""
         return self.raw_label if self.display_label is None else list(self.display_label)
 
     @property
@@ -129,7 +129,7 @@ class Faces:
     def _faces(self) -> list[Face]:
         """Every row as a ``Face`` (the arrays converted once: this runs for every frame's event)."""
         labels, n = self.labels, len(self)
-        shown, scores, probs = self.label, self.score.tolist(), self.probs.tolist()
+        shown, scores, probs = self.shown_label, self.score.tolist(), self.probs.tolist()
         raw = self.raw_label if self.display_label is not None else [None] * n
         smoothed = self.smoothed.tolist() if self.smoothed is not None else None
         return [Face(box=tuple(box), track_id=track_id, label=shown[i], score=scores[i],

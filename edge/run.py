@@ -21,19 +21,18 @@ import numpy as np  # noqa: E402
 
 from edge.capture import Source, SourceError, is_camera_index  # noqa: E402
 from edge.config import Config, ConfigError, load_config, override, parse_setting, set_key  # noqa: E402
-from edge.detect import DetectorError  # noqa: E402
 from edge.model import ModelError, metadata_path  # noqa: E402
 from edge.native import quiet_native_logs  # noqa: E402
 from edge.overwrite import check_outputs, run_outputs, source_files  # noqa: E402
-from edge.pipeline import Pipeline, PipelineError, RunSummary, StartupError  # noqa: E402
+from edge.pipeline import Pipeline, PipelineError, RunStats, StartupError  # noqa: E402
 from edge.progress import Progress  # noqa: E402
 from edge.render import OutputError, Renderer, WriteError  # noqa: E402
 from edge.results import FrameResult  # noqa: E402
 from edge.serve import ServeError, WebView  # noqa: E402
 from edge.sinks import Outputs, make_sinks  # noqa: E402
-from edge.signals import EXIT_CODES, stop_signals, stopped_early  # noqa: E402
+from edge.signals import StopReason, stop_signals, stopped_early  # noqa: E402
 from edge.summary import no_plot_note, plot_available  # noqa: E402
-from edge.summary import report as summary_table  # noqa: E402
+from edge.summary import summary_table  # noqa: E402
 from edge.track import TrackedLabels  # noqa: E402
 
 log = logging.getLogger("edge.run")
@@ -41,10 +40,9 @@ log = logging.getLogger("edge.run")
 EXIT_OK = 0  # end of stream, or the user quit with q / Esc
 EXIT_BAD_INPUT = 2  # bad source, model, config or output path
 EXIT_FAILED = 3  # a stage failed or stalled, a live source was lost, or an output could not be written
-EXIT_INTERRUPTED = EXIT_CODES["interrupt"]  # Ctrl-C (SIGINT): 130
-EXIT_TERMINATED = EXIT_CODES["terminate"]  # SIGTERM: 143
-EXIT_HANGUP = EXIT_CODES["hangup"]  # SIGHUP (the terminal or ssh session closed): 129
-USER_ERRORS = (SourceError, ModelError, ConfigError, OutputError, DetectorError, StartupError, ServeError)
+# A run stopped by a signal exits with its StopReason's code: 130 (Ctrl-C), 143 (SIGTERM), 129 (SIGHUP).
+# The detector is built in its own process: its errors come back as a StartupError or a PipelineError.
+USER_ERRORS = (SourceError, ModelError, ConfigError, OutputError, StartupError, ServeError)
 
 
 def parse_args(argv: Sequence[str] | None, prog: str = "python -m edge.run") -> argparse.Namespace:
@@ -139,7 +137,7 @@ class Presenter:
                 keep_going = sink.write(frame, result) is not False and keep_going
         return keep_going
 
-    def linger(self, summary: RunSummary) -> None:
+    def linger(self, stats: RunStats) -> None:
         """The web view says the run ended; with --serve-linger it serves the last frame until a stop signal."""
         web = next((sink for sink in self.sinks if isinstance(sink, WebView)), None)
         if web is None:
@@ -147,7 +145,7 @@ class Presenter:
         for sink in self.sinks:  # the progress bar goes before the lines below
             if isinstance(sink, Progress):
                 sink.close()
-        if not (self.outputs.linger and summary.stopped_by == "end" and not summary.error):
+        if not (self.outputs.linger and stats.stopped_by is StopReason.END and not stats.error):
             web.finish()
             return
         stop, reasons = threading.Event(), []
@@ -155,7 +153,7 @@ class Presenter:
         web.finish()
         say(f"end of source; still serving {web.url} until Ctrl-C")
         web.linger(stop)
-        summary.stopped_by = reasons[0]
+        stats.stopped_by = reasons[0]
 
     def close(self) -> str | None:
         """Close every sink in order, whatever fails; the first output that could not be completed, as one line."""
@@ -196,10 +194,10 @@ def say(line: str) -> None:
         pass
 
 
-def exit_code(summary: RunSummary) -> int:
-    if summary.error:
+def exit_code(stats: RunStats) -> int:
+    if stats.error:
         return EXIT_FAILED
-    return EXIT_CODES.get(summary.stopped_by, EXIT_OK)
+    return stats.stopped_by.exit_code
 
 
 def input_files(args: argparse.Namespace, pipeline: Pipeline) -> dict[str, list[Path]]:
@@ -211,11 +209,12 @@ def input_files(args: argparse.Namespace, pipeline: Pipeline) -> dict[str, list[
     return inputs
 
 
-def report(summary: RunSummary, outputs: Outputs) -> str:
+def result_line(stats: RunStats, outputs: Outputs) -> str:
+    """The line a finished run ends with: frames, rate, faces, drops, and what it wrote."""
     written = ", ".join(str(p) for p in (outputs.video, outputs.events, outputs.summary_dir) if p)
-    first = f", first frame after {summary.first_frame_s:.2f} s" if summary.first_frame_s is not None else ""
-    return (f"{summary.frames_done} frames in {summary.elapsed_s:.2f} s ({summary.fps:.1f} frames/s){first}; "
-            f"faces in {summary.frames_with_faces} frames, {summary.dropped} dropped"
+    first = f", first frame after {stats.first_frame_s:.2f} s" if stats.first_frame_s is not None else ""
+    return (f"{stats.frames_done} frames in {stats.elapsed_s:.2f} s ({stats.fps:.1f} frames/s){first}; "
+            f"faces in {stats.frames_with_faces} frames, {stats.dropped} dropped"
             + (f"; wrote {written}" if written else ""))
 
 
@@ -252,10 +251,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m edge.run") ->
 def run_to_end(pipeline: Pipeline, presenter: Presenter) -> int:
     """Run the pipeline, then close every output in order, whatever happened; the exit code."""
     failure: tuple[int, str] | None = None
-    summary = pipeline.summary
+    stats = pipeline.stats
     try:
-        summary = pipeline.run(presenter)
-        presenter.linger(summary)
+        stats = pipeline.run(presenter)
+        presenter.linger(stats)
     except USER_ERRORS as exc:
         failure = EXIT_BAD_INPUT, str(exc)
     except (PipelineError, WriteError) as exc:
@@ -264,13 +263,13 @@ def run_to_end(pipeline: Pipeline, presenter: Presenter) -> int:
         unwritten = presenter.close()
     if failure is None and unwritten:
         failure = EXIT_FAILED, unwritten
-    if failure is None and summary.error:
-        failure = EXIT_FAILED, summary.error
+    if failure is None and stats.error:
+        failure = EXIT_FAILED, stats.error
     if failure is not None:
         say(f"error: {failure[1]}")
         return failure[0]
-    say(report(summary, presenter.outputs))
-    return exit_code(summary)
+    say(result_line(stats, presenter.outputs))
+    return exit_code(stats)
 
 
 def leave(code: int) -> None:

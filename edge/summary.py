@@ -302,7 +302,7 @@ class SummarySink:
             self.report(summary)
 
 
-def report(summary: dict[str, Any]) -> str:
+def summary_table(summary: dict[str, Any]) -> str:
     """A short table: each track's span, dominant emotion, shares and label changes per second."""
     lines = [f"{'track':>6} {'from_s':>7} {'to_s':>7} {'frames':>6}  {'dominant':<9} "
              f"{'changes/s raw':>13} {'shown':>6}  share"]
@@ -333,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot write {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 3
-    print(report(summary))
+    print(summary_table(summary))
     print(f"wrote {', '.join(str(path) for path in written)}")
     if not plot_available():
         print(no_plot_note(), file=sys.stderr)
