@@ -13,12 +13,11 @@ import struct
 import subprocess
 import sys
 import termios
-import tomllib
 from pathlib import Path
 
 import pytest
 
-from edge.config import Config, ConfigError, load_config, parse_setting, set_key
+from edge.config import Config, ConfigError, load_config, parse_setting, set_key, tomllib  # tomli on 3.10
 from edge.progress import PlainBar, Progress, duration, expected_frames
 from tests.conftest import DATA, ROOT, run_cli, shm_segments
 

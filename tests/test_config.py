@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from edge.config import Config, ConfigError, load_config, override
+from edge.config import Config, ConfigError, load_config, override, set_key
 from tests.conftest import ROOT
 
 
@@ -28,7 +28,7 @@ def settings_keys(settings: object, prefix: str = "") -> set[str]:
 
 
 def test_shipped_config_documents_every_key_with_its_default():
-    import tomllib
+    from edge.config import tomllib  # tomli on Python 3.10
 
     shipped = tomllib.loads((ROOT / "config.toml").read_text())
     assert documented_keys(shipped) == settings_keys(Config())
@@ -56,13 +56,23 @@ def test_bad_values_are_rejected_naming_the_key(tmp_path, text, message):
         load_config(path)
 
 
-@pytest.mark.parametrize("text", ["", "[detector.haar]\nscale_factor = 1.3\nmin_neighbors = 5\n", "[capture]\nfps = 30\n",
-                                  "[detector]\nkind = 'haar'\nthreads = 1\n"])
-def test_good_values_load(tmp_path, text):
+@pytest.mark.parametrize("text, values", [
+    ("", {}),
+    ("[detector.haar]\nscale_factor = 1.3\nmin_neighbors = 5\n", {"detector.haar.scale_factor": 1.3,
+                                                                  "detector.haar.min_neighbors": 5}),
+    ("[capture]\nfps = 30\n", {"capture.fps": 30.0}),  # an integer where a float is due: taken as the float
+    ("[detector]\nkind = 'blazeface'\nthreads = 1\n", {"detector.kind": "blazeface", "detector.threads": 1}),
+])
+def test_good_values_load(tmp_path, text, values):
     path = tmp_path / "good.toml"
     path.write_text(text)
     config = load_config(path)
-    assert isinstance(config.capture.fps, float)
+    expected = Config()
+    for key, value in values.items():
+        expected = set_key(expected, key, value)
+    assert config == expected
+    assert (config == Config()) == (not values)  # each value set is not its default: the file was read
+    assert type(config.capture.fps) is float
 
 
 def test_missing_file_is_an_error(tmp_path):

@@ -37,16 +37,17 @@ def boxes_of(detector: HaarDetector, frame: np.ndarray, still: bool = False) -> 
 
 
 @pytest.mark.parametrize("columns, message", [
-    ({"xyxy": np.zeros((2, 4)), "scores": np.ones(2), "keypoints": np.zeros((2, 6, 2))}, None),
-    ({"xyxy": []}, None),
+    ({"xyxy": np.full((2, 4), 7.0), "scores": np.ones(2), "keypoints": np.zeros((2, 6, 2))}, 2),
+    ({"xyxy": []}, 0),
     ({"xyxy": np.zeros((3,))}, r"xyxy: expected shape \(_, 4\), got \(3,\)"),
     ({"xyxy": np.zeros((2, 4)), "scores": np.ones(3)}, r"scores: expected shape \(2,\), got \(3,\)"),
     ({"xyxy": np.zeros((1, 4)), "keypoints": np.zeros((1, 6))}, r"keypoints: expected shape \(1, _, 2\)"),
 ])
 def test_detections_validate_their_columns(columns, message):
-    if message is None:
+    if isinstance(message, int):  # valid: that many faces, boxes as (n, 4) int32 pixels
         detections = Detections(**columns)
-        assert detections.xyxy.dtype == np.int32 and detections.xyxy.shape == (len(detections), 4)
+        assert len(detections) == message and detections.xyxy.dtype == np.int32
+        assert detections.xyxy.tolist() == [[7, 7, 7, 7]] * message
     else:
         with pytest.raises(ValueError, match=message):
             Detections(**columns)
