@@ -12,6 +12,7 @@ from edge.boxes import iou_matrix
 from edge.config import DETECTOR_KINDS, DetectorConfig, HaarConfig
 from edge.detect import BACKENDS, Detections, DetectorError, make_detector
 from edge.haar import HaarDetector, plan_full_scan, suppress_duplicates
+from edge.video import read_frames
 from tests.conftest import DATA
 
 # Hand-checked boxes of the five faces in multi_face.jpg (x1, y1, x2, y2).
@@ -24,12 +25,7 @@ def gray(name: str) -> np.ndarray:
 
 
 def video_frames(name: str, color: bool = False) -> list[np.ndarray]:
-    capture, frames = cv2.VideoCapture(str(DATA / name)), []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return frames
-        frames.append(frame if color else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+    return [frame if color else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) for frame in read_frames(DATA / name)]
 
 
 def boxes_of(detector: HaarDetector, frame: np.ndarray, still: bool = False) -> np.ndarray:
