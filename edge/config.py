@@ -55,9 +55,9 @@ class HaarConfig:
     max_face: float = bounded(1.0, gt=0.0, le=1.0)
     downscale: float = bounded(0.0, ge=0.0, le=1.0)
     scan_slices: int = bounded(14, ge=1, le=32)
-    track: bool = bounded(True)
-    track_margin: float = bounded(0.15, ge=0.1, le=2.0)
-    max_missed: int = bounded(30, ge=0, le=300)
+    follow: bool = bounded(True)
+    follow_margin: float = bounded(0.15, ge=0.1, le=2.0)
+    max_lost: int = bounded(30, ge=0, le=300)
 
 
 @dataclass(frozen=True)
@@ -170,8 +170,15 @@ def table_type(f: dataclasses.Field) -> type | None:
     return section_type if isinstance(section_type, type) and dataclasses.is_dataclass(section_type) else None
 
 
+# Keys renamed (the detector follows faces; the tracker keeps tracks), and their older flat paths: old -> new.
+RENAMED = {f"detector.{table}{old}": f"detector.haar.{new}" for table in ("haar.", "")
+           for old, new in (("track", "follow"), ("track_margin", "follow_margin"), ("max_missed", "max_lost"))}
+
+
 def unknown_key(cls: type, key: str, path: str) -> ConfigError:
-    """The error for a key ``cls`` does not have; it names the table that has it now (e.g. a key that moved)."""
+    """The error for a key ``cls`` does not have; it names the key that replaced it, or the table that has it now."""
+    if path in RENAMED:
+        return ConfigError(f"config key {path} was renamed: it is now {RENAMED[path]}")
     fields = dataclasses.fields(cls)
     homes = [f"{path[:-len(key)]}{f.name}.{key}" for f in fields
              if table_type(f) and key in {g.name for g in dataclasses.fields(table_type(f))}]

@@ -116,7 +116,7 @@ class Presenter:
         self.run = run
         self.outputs = outputs
         self.renderer = Renderer(config.render)
-        self.tracks = TrackedLabels(config.tracker, config.smoothing, run.labels)
+        self.tracked = TrackedLabels(config.tracker, config.smoothing, run.labels)
         self.sinks = make_sinks(outputs, config, run.labels, str(run.source_spec), show_summary, say)
         self.opened = False
 
@@ -128,7 +128,7 @@ class Presenter:
             for sink in self.sinks:
                 sink.open(source, run.paced)
         if not source.still:  # images are independent: not tracked
-            result.faces = self.tracks.update(result.faces, result.timestamp)
+            result.faces = self.tracked.update(result.faces, result.timestamp)
         self.renderer.render(frame, result, dropped=result.dropped, still=source.still,
                              realtime=source.live or run.paced)
         keep_going = True

@@ -39,6 +39,9 @@ def test_shipped_config_documents_every_key_with_its_default():
     ("[detector.haar]\nscale_factor = 0.9\n", "detector.haar.scale_factor must be > 1.0, got 0.9"),
     ("[detector.haar]\nscale_factr = 1.2\n", "unknown config key detector.haar.scale_factr"),
     ("[detector]\nscale_factor = 1.2\n", "config key detector.scale_factor moved: it is now detector.haar.scale_factor"),
+    ("[detector.haar]\ntrack = false\n", "config key detector.haar.track was renamed: it is now detector.haar.follow"),
+    ("[detector.haar]\nmax_missed = 5\n", "config key detector.haar.max_missed was renamed: it is now detector.haar.max_lost"),
+    ("[detector]\ntrack_margin = 0.2\n", "config key detector.track_margin was renamed: it is now detector.haar.follow_margin"),
     ("[detector]\nkind = 'yolo'\n", "config key detector.kind must be one of ['haar'"),
     ("[detector]\nhaar = 1\n", "config key detector.haar must be a table"),
     ("[detectr]\n", "unknown config key detectr"),
@@ -88,9 +91,9 @@ def test_override_is_validated():
 
 
 def test_override_reaches_a_nested_table_and_names_its_path():
-    config = override(Config(), "detector.haar", max_missed=7)
-    assert config.detector.haar.max_missed == 7 and config.detector.haar.min_face == Config().detector.haar.min_face
-    with pytest.raises(ConfigError, match="detector.haar.max_missed must be <= 300"):
-        override(Config(), "detector.haar", max_missed=1000)
+    config = override(Config(), "detector.haar", max_lost=7)
+    assert config.detector.haar.max_lost == 7 and config.detector.haar.min_face == Config().detector.haar.min_face
+    with pytest.raises(ConfigError, match="detector.haar.max_lost must be <= 300"):
+        override(Config(), "detector.haar", max_lost=1000)
     with pytest.raises(ConfigError, match="config key detector.min_face moved: it is now detector.haar.min_face"):
         override(Config(), "detector", min_face=0.1)

@@ -194,22 +194,22 @@ def test_large_sizes_are_scanned_every_few_frames_and_small_ones_over_scan_slice
         assert fast_sizes == {u.size for units in cycle[k:k + FAST_SLICES] for u in units if u.size in fast_sizes}
 
 
-def test_a_lost_face_is_searched_for_as_long_as_it_was_seen_up_to_max_missed():
+def test_a_lost_face_is_searched_for_as_long_as_it_was_seen_up_to_max_lost():
     frames = video_frames("single_face.mp4")
     flat = np.full_like(frames[0], 120)
-    config = HaarConfig(max_missed=20)
+    config = HaarConfig(max_lost=20)
     long_seen = HaarDetector(config)
     for frame in frames[:40]:
         long_seen.detect(frame)
     kept = []
     for _ in range(25):
         assert len(long_seen.detect(flat)) == 0  # a lost face is not shown
-        kept.append(len(long_seen.tracks))
+        kept.append(len(long_seen.faces))
     assert kept[:20] == [1] * 20 and kept[20:] == [0] * 5
     briefly_seen = HaarDetector(config)
     for frame in frames[:2]:
         briefly_seen.detect(frame)
-    assert [len(briefly_seen.detect(flat)) + len(briefly_seen.tracks) for _ in range(5)] == [1, 1, 1, 0, 0]
+    assert [len(briefly_seen.detect(flat)) + len(briefly_seen.faces) for _ in range(5)] == [1, 1, 1, 0, 0]
 
 
 def test_a_lost_face_found_again_is_the_same_face_shown_at_once():
