@@ -19,9 +19,7 @@ REDRAW_S = 0.2  # the plain line is redrawn at most this often (tqdm has its own
 
 def expected_frames(source: Source) -> int | None:
     """How many frames a source gives: a file's frame count from its container, a folder's images; None if unknown."""
-    if source.still:
-        return len(getattr(source, "paths", ())) or None
-    return getattr(source, "frame_count", 0) or None
+    return source.frame_count or None
 
 
 def is_terminal(stream: TextIO) -> bool:

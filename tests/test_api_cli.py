@@ -270,5 +270,5 @@ def test_expected_frames():
     assert expected_frames(source) == 10
     source.frame_count = 0
     assert expected_frames(source) is None
-    source.still, source.paths = True, ["a.jpg", "b.jpg"]
+    source.still, source.frame_count = True, 2  # a folder of two images
     assert expected_frames(source) == 2

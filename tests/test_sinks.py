@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,7 +169,7 @@ def test_frame_outputs_are_a_video_for_a_video_path_else_images_of_an_image_sour
 def test_one_image_is_written_to_an_image_path(tmp_path):
     class OneImage(FakeSource):
         still = True
-        paths = [Path("a.jpg")]
+        frame_count = 1  # one image
 
     sink = frame_sink(tmp_path / "one.png", Config().render)
     sink.open(OneImage(), paced=False)
