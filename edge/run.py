@@ -31,8 +31,7 @@ from edge.results import FrameResult  # noqa: E402
 from edge.serve import ServeError, WebView  # noqa: E402
 from edge.sinks import Outputs, make_sinks  # noqa: E402
 from edge.signals import StopReason, stop_signals, stopped_early  # noqa: E402
-from edge.summary import no_plot_note, plot_available  # noqa: E402
-from edge.summary import summary_table  # noqa: E402
+from edge.summary import no_plot_note, plot_available, summary_table  # noqa: E402
 from edge.track import TrackedLabels  # noqa: E402
 
 log = logging.getLogger("edge.run")
