@@ -164,12 +164,15 @@ def test_paced_source_delivers_at_its_rate_and_skips_what_it_missed(data):
 
 
 def test_process_monitor_sees_children_with_names():
-    child = mp.get_context("spawn").Process(target=time.sleep, args=(1.0,), name="sleeper")
+    child = mp.get_context("spawn").Process(target=time.sleep, args=(60.0,), name="sleeper")
     monitor = ProcessMonitor(interval_s=0.05)
     with monitor:
         child.start()
         monitor.names[child.pid] = child.name
-        time.sleep(0.4)
+        deadline = time.monotonic() + 30  # a loaded machine samples (and looks for children) late
+        while time.monotonic() < deadline and (child.pid not in monitor.traces or monitor._samples_taken < 5):
+            time.sleep(0.05)
+        child.terminate()
     child.join()
     report = monitor.report()
     names = {p["name"] for p in report["processes"]}
