@@ -6,13 +6,15 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from benchmarks.stats import box_recall, face_recall, stage_summaries, steady_cpu_ms, steady_fps, wall_fps
-from benchmarks.variants import FrameLog
 from edge.results import STAGES
+
+if TYPE_CHECKING:  # benchmarks.variants needs psutil (the [bench] extra); the per-model benchmarks run without it
+    from benchmarks.variants import FrameLog
 
 BUSY_OTHER_CPU_PCT = 10.0  # % of one core used by other processes during a run: above this, warn
 

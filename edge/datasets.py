@@ -74,7 +74,9 @@ def csv_rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[str, dict[s
                 if len(row) != len(header):
                     raise DatasetError(f"{where}: expected {len(header)} fields, got {len(row)}")
                 yield where, {name: row[i] for name, i in index.items()}
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:  # decoded a block at a time: no line number to give
+            raise DatasetError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
+        except csv.Error as exc:
             raise DatasetError(f"{path}: line {reader.line_num}: not a readable CSV row ({exc})") from None
 
 

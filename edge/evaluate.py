@@ -153,6 +153,15 @@ def model_runs(specs: list[str], threads: int, flip: bool) -> list[ModelRun]:
     return runs
 
 
+def why_skipped(face: LabelledFace, item: Prepared) -> str:
+    """Why an image gave no face to score: a box outside it, a missing file, or pixels OpenCV cannot decode."""
+    if item.status == BAD_BOX:
+        return f"box {item.box} lies outside the image"
+    if not face.path.exists():
+        return "no such file"
+    return "not a readable image" if face.path.is_file() else "not a file"
+
+
 def evaluate(faces: list[LabelledFace], runs: list[ModelRun], detector: DetectorConfig, jobs: int) -> list[Prepared]:
     """Prepare every image once, classify each face with every model; returns the per-image preparation."""
     infos = [run.classifier.info for run in runs]
@@ -163,8 +172,7 @@ def evaluate(faces: list[LabelledFace], runs: list[ModelRun], detector: Detector
             if item.status in (UNREADABLE, BAD_BOX):
                 unreadable += 1
                 if unreadable <= WARN_EACH:
-                    log.warning("skipped %s: %s", face.name, "not a readable image" if item.status == UNREADABLE
-                                else f"box {item.box} lies outside the image")
+                    log.warning("skipped %s: %s", face.name, why_skipped(face, item))
         ok = [i for i, item in enumerate(chunk) if item.status == OK]
         for m, run in enumerate(runs):
             probs = iter(run.classify([chunk[i].crops[m] for i in ok]))
@@ -218,7 +226,8 @@ def write_predictions(path: Path, run: ModelRun, faces: list[LabelledFace], item
                 answer = [run.labels[top], f"{probs[top]:.4f}", int(run.labels[top] == face.label)]
             else:
                 answer = [item.status, "", ""]
-            writer.writerow([face.name, face.label, item.status, *answer, *box, *(f"{p:.4f}" for p in probs)])
+            scores = [f"{p:.4f}" for p in probs] if len(probs) else [""] * len(run.labels)  # every row as wide
+            writer.writerow([face.name, face.label, item.status, *answer, *box, *scores])
 
 
 def write_outputs(out: Path, data: Path, reports: list[dict[str, Any]], runs: list[ModelRun],
@@ -264,7 +273,8 @@ def table(data: Path, faces: list[LabelledFace], reports: list[dict[str, Any]]) 
              f"{'model':<24} {'scored':>6} {'no face':>7} {'unread':>6} {'accuracy':>8} {'all':>5} {'macro F1':>8}  "
              + " ".join(f"{label[:8]:>8}" for label in classes)]
     for r in reports:
-        recall = [percent(r["per_class"][c]["recall"]) if c in r["per_class"] and r["scored"] else "-" for c in classes]
+        recall = [percent(r["per_class"][c]["recall"]) if c in r["per_class"] and r["per_class"][c]["support"]
+                  else "-" for c in classes]  # '-': none of that class scored (unreadable, or not a model class)
         lines.append(f"{r['model'][:24]:<24} {r['scored']:>6} {r['no_face']:>7} {r['unreadable']:>6} "
                      f"{percent(r['accuracy']):>8} {percent(r['accuracy_no_face_wrong']):>5} "
                      f"{percent(r['macro_f1']):>8}  " + " ".join(f"{v:>8}" for v in recall))

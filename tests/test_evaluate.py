@@ -121,12 +121,17 @@ def test_metrics_agree_with_the_per_image_predictions(folder_run):
 
 
 def test_labelled_sample_list_with_boxes_and_min_accuracy(tmp_path):
+    """The gray default and the colour face-api model side by side on the labelled sample faces."""
     labels = write_labelled(tmp_path / "samples")
-    result = run_evaluate(str(labels), "--out", str(tmp_path / "eval"), "--min-accuracy", "0.9")
+    result = run_evaluate(str(labels), "--out", str(tmp_path / "eval"), "--min-accuracy", "0.9",
+                          "--model", DEFAULT, "--model", "face-api-expression")
     assert result.returncode == 0, result.stderr
-    report = json.loads((tmp_path / "eval" / "report.json").read_text())["models"][0]
-    assert (report["images"], report["scored"], report["no_face"]) == (64, 64, 0)
-    assert report["accuracy"] >= 0.9
+    reports = json.loads((tmp_path / "eval" / "report.json").read_text())["models"]
+    assert [r["model"] for r in reports] == [DEFAULT, "face-api-expression"]
+    for report in reports:
+        assert (report["images"], report["scored"], report["no_face"]) == (64, 64, 0)
+        assert report["accuracy"] >= 0.9, report["model"]
+    assert reports[1]["labels"][0] == "neutral"  # its own label order, mapped to the runtime's names
     rows = predictions(tmp_path / "eval" / f"{DEFAULT}.predictions.csv")
     assert [int(v) for v in (rows[1]["x1"], rows[1]["y1"], rows[1]["x2"], rows[1]["y2"])] == [671, 288, 801, 418]
     # the same faces labelled wrongly: below the bar, exit 1, one line per model
@@ -176,6 +181,7 @@ def test_fer2013_and_ferplus_csvs_need_no_detection(tmp_path):
     (lambda d: (d / "l.csv").write_text("file,emotion\na.jpg,happy\n") and d / "l.csv", [],
      "header lacks column(s) ['path', 'label']"),
     (lambda d: (d / "l.csv").write_text("path,label\n") and d / "l.csv", [], "no labelled images"),
+    (lambda d: (d / "l.csv").write_bytes(b"\xff\xfe\x00p\x00a") and d / "l.csv", [], "l.csv: not a UTF-8 text file"),
     (lambda d: (d / "f.csv").write_text("emotion,pixels,Usage\n3,1 2 3,Training\n") and d / "f.csv", [],
      "f.csv: line 2: expected 2304 pixel values"),
     (lambda d: (d / "happy").mkdir() or d, ["--usage", "PrivateTest"], "--usage and --ferplus apply to a FER2013 CSV"),
@@ -193,9 +199,15 @@ def test_unreadable_images_and_missing_files_are_warnings_not_errors(tmp_path):
     listing.write_text("path,label,x1,y1,x2,y2\nok.jpg,happy,,,,\ngone.jpg,sad,,,,\nok.jpg,happy,5000,10,5100,110\n")
     result = run_evaluate(str(listing), "--out", str(tmp_path / "eval"))
     assert result.returncode == 0 and "Traceback" not in result.stderr
-    assert "gone.jpg: not a readable image" in result.stderr and "lies outside the image" in result.stderr
+    assert "gone.jpg: no such file" in result.stderr and "lies outside the image" in result.stderr
     report = json.loads((tmp_path / "eval" / "report.json").read_text())["models"][0]
     assert (report["scored"], report["unreadable"], report["accuracy"]) == (1, 2, 1.0)
+    with (tmp_path / "eval" / f"{DEFAULT}.predictions.csv").open(newline="") as handle:
+        widths = {len(row) for row in csv.reader(handle)}
+    assert widths == {10 + len(report["labels"])}  # a skipped image's row as wide as the header
+    table = result.stdout.splitlines()
+    row = next(line.split() for line in table if line.startswith(DEFAULT))
+    assert table[3].split()[-2:] == ["happy", "sad"] and row[-2:] == ["100.0", "-"]  # no sad face scored: no recall
     # nothing readable: the report has no accuracy, and --min-accuracy says why it fails
     listing.write_text("path,label\ngone.jpg,sad\n")
     result = run_evaluate(str(listing), "--out", str(tmp_path / "eval2"), "--min-accuracy", "0.5")
