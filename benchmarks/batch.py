@@ -124,7 +124,9 @@ def role(process: psutil.Process, root_pid: int) -> str:
         title = " ".join(process.cmdline()) or process.name()
     except psutil.Error:
         return "other"
-    if title.startswith("ray::") and "Agent" not in title:
+    # A worker's title is Ray's ("ray::IDLE", "ray::run_task") only once it has started; before that it is
+    # its command line, default_worker.py, which the poll often sees first.
+    if (title.startswith("ray::") and "Agent" not in title) or "workers/default_worker.py" in title:
         return "Ray workers"
     return "Ray services" if "ray" in title.lower() or process.name() in ("gcs_server", "raylet") else "children"
 

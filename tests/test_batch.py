@@ -33,6 +33,15 @@ def run_batch(*args: str, timeout: float = TIMEOUT_S) -> subprocess.CompletedPro
                           timeout=timeout)
 
 
+def sigint_as_default() -> None:
+    """In the child before exec: Ctrl-C's default action, so that Python raises KeyboardInterrupt for it.
+
+    A shell without job control starts its background jobs with SIGINT ignored, and that is
+    inherited: a suite run as `pytest &` would start batches that (rightly) ignore the test's SIGINT.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def event_frames(folder: Path) -> int:
     """Frames in an input's events file: JSON Lines lines, or distinct frames of the CSV's rows."""
     if (folder / "events.jsonl").is_file():
@@ -226,7 +235,7 @@ def test_a_stop_keeps_finished_inputs_and_says_how_to_resume(data, tmp_path, sig
     long_clip = looped_video(tmp_path, 20)  # 1440 frames: still running when the signal comes
     command = [sys.executable, "-m", "edge.batch", str(data / "single_face.mp4"), str(long_clip),
                str(data / "multi_face.jpg"), "--out", str(out), "--workers", "1"]
-    process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_default)
     try:
         deadline = time.monotonic() + TIMEOUT_S
         while not (out / "single_face" / "done.json").exists() and time.monotonic() < deadline:

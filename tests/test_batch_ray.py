@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, looped_video
-from tests.test_batch import event_frames, leftovers, report
+from tests.test_batch import event_frames, leftovers, report, sigint_as_default
 
 ray = pytest.importorskip("ray")  # in the dev install ([batch] extra); the device install has no Ray
 psutil = pytest.importorskip("psutil")
@@ -38,7 +38,8 @@ def free_port() -> int:
 
 def batch_process(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "edge.batch", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+                            preexec_fn=sigint_as_default)
 
 
 def finish(process: subprocess.Popen, timeout: float = TIMEOUT_S) -> str:
