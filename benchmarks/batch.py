@@ -42,12 +42,13 @@ if str(REPO_ROOT) not in sys.path:  # `python benchmarks/batch.py` from anywhere
     sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.flicker import degraded_copy  # noqa: E402
-from benchmarks.fps import cpu_model, git_commit, versions  # noqa: E402
+from benchmarks.fps import git_commit, versions  # noqa: E402
 from benchmarks.group_clip import write_group_clip  # noqa: E402
 from benchmarks.markdown import sections  # noqa: E402
 from benchmarks.media import bench_video, probe  # noqa: E402
 from benchmarks.procmon import ProcessMonitor, wait_until_quiet  # noqa: E402
 from benchmarks.report import table  # noqa: E402
+from edge.version import cpu_name  # noqa: E402
 
 DATA = REPO_ROOT / "tests" / "data"
 SECTION = "## Batch analysis (issue 16)"
@@ -322,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     command = " ".join(["python", "benchmarks/batch.py", *(sys.argv[1:] if argv is None else argv)])
     meta = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "command": command,
-            "cores": os.cpu_count(), "cpu_model": cpu_model(), "platform": platform.platform(),
+            "cores": os.cpu_count(), "cpu_model": cpu_name(), "platform": platform.platform(),
             "load_1m_at_start": os.getloadavg()[0], "commit": git_commit(), "versions": versions()}
     with tempfile.TemporaryDirectory(prefix="fer-batch-bench-") as tmp:
         workdir = args.workdir or Path(tmp)

@@ -14,26 +14,23 @@ from edge.config import Config
 from edge.crop import detect_and_crop
 from edge.detect import make_detector
 from edge.model import ModelInfo, load_model_info
+from edge.video import read_frames
 
 
 def face_crops(path: Path, config: Config, info: ModelInfo, limit: int) -> np.ndarray:
     """(n, *crop_shape) face crops cut from a video exactly as the detector process cuts them."""
     detector = make_detector(config.detector)
-    capture = cv2.VideoCapture(str(path))
     crops: list[np.ndarray] = []
-    while len(crops) < limit:
-        ok, frame = capture.read()
-        if not ok:
-            break
+    for frame in read_frames(path):
         crops.extend(detect_and_crop(detector, frame, info)[1])
-    capture.release()
+        if len(crops) >= limit:
+            break
     return np.stack(crops[:limit]) if crops else np.zeros((0, *info.crop_shape), np.uint8)
 
 
 def model_kind(classifier: Classifier) -> str:
     """What the interpreter says the model computes in: int8 I/O, or float I/O (float or dynamic-range)."""
-    detail = classifier.interpreter.get_input_details()[0]
-    return np.dtype(detail["dtype"]).name
+    return classifier.input_dtype.name
 
 
 def time_model(path: Path, threads: int, crops: np.ndarray, warmup: int, repeats: int) -> tuple[dict, np.ndarray]:

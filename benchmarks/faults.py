@@ -38,6 +38,7 @@ if str(REPO_ROOT) not in sys.path:  # `python benchmarks/faults.py` from anywher
 
 from benchmarks.media import bench_video  # noqa: E402
 from benchmarks.procmon import wait_until_quiet  # noqa: E402
+from edge.version import cpu_name  # noqa: E402
 
 DATA = REPO_ROOT / "tests" / "data"
 SHM = Path("/dev/shm")
@@ -542,7 +543,7 @@ def shm_cell(outcome: Outcome) -> str:
 
 
 def machine() -> str:
-    return (f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    return (f"{platform.node()}: {cpu_name()}, {os.cpu_count()} cores, "
             f"{psutil.virtual_memory().total / 2**30:.0f} GB, Linux {platform.release()}, Python "
             f"{platform.python_version()}, OpenCV {cv2.__version__}")
 

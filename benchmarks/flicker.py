@@ -108,7 +108,7 @@ def replay(records: list[dict[str, Any]], labels: tuple[str, ...],
         faces = tracks.update(faces, t)
         costs.append((time.perf_counter() - start) * 1e6)
         timeline.add({"t": t, "faces": faces.records()})
-        shown += faces.label
+        shown += faces.shown_label
     return timeline, costs, shown
 
 

@@ -41,6 +41,7 @@ from benchmarks.variants import FrameLog, decode_only, pipelined, sequential  # 
 from edge import models  # noqa: E402
 from edge.config import DETECTOR_KINDS, Config, load_config, override  # noqa: E402
 from edge.model import ModelError  # noqa: E402
+from edge.version import cpu_name  # noqa: E402
 
 log = logging.getLogger("benchmarks.fps")
 
@@ -129,16 +130,6 @@ def progress(message: str) -> None:
     print(f"[fps] {message}", file=sys.stderr, flush=True)
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def git_commit() -> str:
     """HEAD's short hash, with '+dirty' when the runtime's files differ from it."""
     try:
@@ -168,7 +159,7 @@ def versions() -> dict[str, str]:
 def meta(argv: Sequence[str] | None) -> dict[str, Any]:
     command = " ".join(["python", "benchmarks/fps.py", *(sys.argv[1:] if argv is None else argv)])
     return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "command": command,
-            "cores": os.cpu_count(), "cpu_model": cpu_model(), "platform": platform.platform(),
+            "cores": os.cpu_count(), "cpu_model": cpu_name(), "platform": platform.platform(),
             "load_1m_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
             "commit": git_commit(), "versions": versions()}
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from edge.config import DetectorConfig, override
 from edge.detect import FaceDetector, make_detector
+from edge.video import read_frames
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +89,8 @@ def write_copied(packets: list[np.ndarray], loop: int, target: Path, fourcc: str
 def write_reencoded(source: Path, loop: int, target: Path, fps: float, size: tuple[int, int]) -> None:
     writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*REENCODE_CODEC), fps, size)
     for _ in range(loop):
-        capture = cv2.VideoCapture(str(source))
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
+        for frame in read_frames(source):
             writer.write(frame)
-        capture.release()
     writer.release()
 
 
@@ -161,12 +157,5 @@ def reference_faces(video: BenchVideo, config: DetectorConfig, scale_factor: flo
     """
     detector = full_scan_detector(config, scale_factor, min_neighbors)
     path = video.original if video.bit_exact else video.path
-    capture = cv2.VideoCapture(str(path))
-    found: list[np.ndarray] = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        found.append(detector.detect(frame, still=True).xyxy)
-    capture.release()
+    found = [detector.detect(frame, still=True).xyxy for frame in read_frames(path)]
     return found * video.loop if video.bit_exact else found

@@ -31,6 +31,7 @@ if str(REPO_ROOT) not in sys.path:  # `python benchmarks/stress.py` from anywher
 from benchmarks.group_clip import PHOTO, frame_camera, group_frame  # noqa: E402
 from benchmarks.media import full_scan_detector  # noqa: E402
 from edge.config import DetectorConfig  # noqa: E402
+from edge.video import read_frames  # noqa: E402
 
 DATA = REPO_ROOT / "tests" / "data"
 DEFAULT_SOURCES = (DATA / "single_face.mp4",)
@@ -111,20 +112,6 @@ def keyframed(keys: Sequence[Sequence[float]], u: float) -> np.ndarray:
     return a + (b - a) * ease(position - i)
 
 
-def read_frames(path: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    if not frames:
-        raise ValueError(f"not a decodable video: {path}")
-    return frames
-
-
 def anchor_faces(frames: list[np.ndarray], name: str) -> np.ndarray:
     """The largest face of every frame by a full-resolution Haar scan; frames without one take the nearest
     frame's, and the track is smoothed over 5 frames (the transforms follow the face, not the detector's jitter).
@@ -146,8 +133,8 @@ def anchor_faces(frames: list[np.ndarray], name: str) -> np.ndarray:
 
 
 def load_scene(path: Path, background: Path = BACKGROUND) -> Scene:
-    frames = read_frames(path)
-    return Scene(path.stem, frames, anchor_faces(frames, str(path)), read_frames(background))
+    frames = list(read_frames(path))
+    return Scene(path.stem, frames, anchor_faces(frames, str(path)), list(read_frames(background)))
 
 
 def moved_boxes(boxes: np.ndarray, matrix: np.ndarray) -> np.ndarray:

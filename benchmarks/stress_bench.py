@@ -30,6 +30,7 @@ from benchmarks.stress import DATA, MANIFEST, read_manifest, read_truth, write_s
 from edge.boxes import iou_matrix
 from edge.config import Config, override
 from edge.detect import make_detector
+from edge.video import read_frames
 
 NO_FACE_CLIP = DATA / "no_face.mp4"
 REFERENCE_SCALE_FACTOR = 1.1  # the reference: detectMultiScale(gray, 1.1, 4) at full resolution, every size
@@ -131,14 +132,7 @@ def yardstick(video: BenchVideo, config: Config) -> Yardstick:
 def detector_alone_ms(path: Path, config: Config) -> float:
     """CPU milliseconds a frame of the configured detector alone, in this process on one OpenCV thread, over
     a clip's frames decoded beforehand: the detector's own cost, without the pipeline's other stages."""
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
+    frames = list(read_frames(path))
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
@@ -236,16 +230,11 @@ def contact_sheet(path: Path, video: Path, faces: list[tuple[int, np.ndarray]], 
     chosen = [faces[int(i)] for i in np.linspace(0, len(faces) - 1, min(CROPS_PER_SHEET, len(faces))).round()]
     wanted = {frame for frame, _ in chosen}
     frames: dict[int, np.ndarray] = {}
-    capture = cv2.VideoCapture(str(video))
-    index = 0
-    while len(frames) < len(wanted):
-        ok, frame = capture.read()
-        if not ok:
-            break
+    for index, frame in enumerate(read_frames(video)):
         if index in wanted:
             frames[index] = frame
-        index += 1
-    capture.release()
+        if len(frames) == len(wanted):
+            break
     tiles = []
     for frame_number, (x1, y1, x2, y2) in chosen:
         frame = frames[frame_number]

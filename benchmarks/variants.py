@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +16,9 @@ from edge.config import Config, override
 from edge.detect import Detections
 from edge.pipeline import Pipeline
 from edge.results import FrameResult
-from edge.run import Presenter, parse_args
+from edge.run import Presenter
 from edge.runner import Runner, Stages
+from edge.sinks import Outputs
 
 SEEDS_SCALE_FACTOR = 1.3  # the seeds' detectMultiScale(gray, 1.3, 5) on the full frame
 SEEDS_MIN_NEIGHBORS = 5
@@ -58,10 +58,9 @@ class FrameLog:
         return self.finished - self.started
 
 
-def outputs(source: Path, workdir: Path, name: str) -> argparse.Namespace:
-    """The CLI's own arguments for `python -m edge.run --source S --headless --output V --events E`."""
-    return parse_args(["--source", str(source), "--headless", "--output", str(workdir / f"{name}.mp4"),
-                       "--events", str(workdir / f"{name}.jsonl")])
+def outputs(workdir: Path, name: str) -> Outputs:
+    """What `python -m edge.run --source S --headless --output V --events E` shows and writes."""
+    return Outputs(video=workdir / f"{name}.mp4", events=workdir / f"{name}.jsonl", headless=True)
 
 
 def decode_only(path: Path, config: Config) -> FrameLog:
@@ -94,7 +93,7 @@ def sequential(path: Path, config: Config, model: Path, workdir: Path, name: str
     log = FrameLog()
     stages = Stages(config, model, detector=SeedsDetector(config) if detector == "seeds" else None)
     runner = Runner(str(path), config, stages=stages, track=False)  # the Presenter tracks, as it does for Pipeline
-    presenter = Presenter(runner, outputs(path, workdir, name), config)
+    presenter = Presenter(runner, outputs(workdir, name), config)
     try:
         for frame, result in runner:
             presenter(frame, result, runner)
@@ -117,7 +116,7 @@ def pipelined(path: Path, config: Config, model: Path, workdir: Path, name: str,
         config = override(config, "capture", live="yes", reopen_attempts=0)
     source = PacedVideoSource(str(path), config.capture, paced_fps) if paced_fps else None
     pipeline = Pipeline(source or str(path), config, model=model)
-    presenter = Presenter(pipeline, outputs(path, workdir, name), config)
+    presenter = Presenter(pipeline, outputs(workdir, name), config)
     cpu = CpuCheckpoints(CPU_MARK_EVERY)
 
     results: list[FrameResult] = []  # their stamps are complete once on_result has returned

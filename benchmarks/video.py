@@ -30,10 +30,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # `python benchmarks/video.py` from anywhere
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.fps import cpu_model, git_commit  # noqa: E402
+from benchmarks.fps import git_commit  # noqa: E402
 from benchmarks.report import table  # noqa: E402
 from edge.render import draw_status  # noqa: E402
 from edge.video import H264Writer, OpenCVWriter  # noqa: E402
+from edge.version import cpu_name  # noqa: E402
 
 DEFAULT_SOURCE = REPO_ROOT / "tests" / "data" / "single_face.mp4"
 NOISE_SIGMA = 8.0  # grey levels
@@ -136,7 +137,7 @@ def markdown(rows: list[dict[str, Any]], argv: Sequence[str]) -> str:
     import av
 
     lines = [f"- command: `python benchmarks/video.py {' '.join(argv)}`",
-             f"- machine: {cpu_model()}, `nproc` = {os.cpu_count()}, no GPU; {platform.platform()}; "
+             f"- machine: {cpu_name()}, `nproc` = {os.cpu_count()}, no GPU; {platform.platform()}; "
              f"load average at the end {os.getloadavg()[0]:.2f}",
              f"- software: python {platform.python_version()}, opencv {cv2.__version__}, PyAV {av.__version__} "
              f"(FFmpeg {av.library_versions['libavcodec']} libavcodec), commit {git_commit()}", ""]

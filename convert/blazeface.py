@@ -17,11 +17,10 @@ import logging
 import subprocess
 import sys
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from convert import ConvertError
+from convert import ConvertError, wheel_members
 from edge.blazeface import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
@@ -60,16 +59,8 @@ def download_wheel(folder: Path, requirement: str = MEDIAPIPE_REQUIREMENT) -> Pa
 
 def read_members(wheel: Path) -> tuple[bytes, bytes]:
     """The model's and the licence's bytes out of a mediapipe wheel, the model checked by size and hash."""
-    if not wheel.is_file():
-        raise ConvertError(f"wheel not found: {wheel}")
-    if not zipfile.is_zipfile(wheel):
-        raise ConvertError(f"not a wheel (zip) file: {wheel}")
-    with zipfile.ZipFile(wheel) as archive:
-        names = archive.namelist()
-        licenses = [n for n in names if n.endswith(LICENSE_SUFFIX) and n.startswith("mediapipe-")]
-        if MODEL_MEMBER not in names or not licenses:
-            raise ConvertError(f"{wheel.name} holds no {MODEL_MEMBER} and licence: is it the {MEDIAPIPE_REQUIREMENT} wheel?")
-        model, license_text = archive.read(MODEL_MEMBER), archive.read(licenses[0])
+    model, license_text = wheel_members(wheel, MODEL_MEMBER, lambda name: name.startswith("mediapipe-")
+                                        and name.endswith(LICENSE_SUFFIX), MEDIAPIPE_REQUIREMENT)
     digest = hashlib.sha256(model).hexdigest()
     if len(model) != MODEL_BYTES or digest != MODEL_SHA256:
         raise ConvertError(f"{MODEL_MEMBER} in {wheel.name} is {len(model):,} bytes with SHA-256 {digest}; "

@@ -32,6 +32,7 @@ from convert.tflite import (
 from convert.validate import compare, latency_ms, write_report
 from edge.classify import Classifier, load_interpreter_class, make_interpreter, tensor_quant
 from edge.model import FER2013_LABELS, ModelError, ModelInfo, metadata_path, read_metadata, save_model_info
+from edge.version import cpu_name
 
 log = logging.getLogger(__name__)
 
@@ -268,16 +269,6 @@ def environment() -> dict[str, str]:
     return {"python": platform.python_version(), "machine": platform.machine(), "cpu": cpu_name(),
             "cpu_count": str(os.cpu_count()), "tensorflow": tf.__version__,
             "interpreter": interpreter_version()}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "Model")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def interpreter_version() -> str:

@@ -11,12 +11,13 @@ import cv2
 import numpy as np
 
 from convert import ConvertError
-from edge.capture import IMAGE_SUFFIXES
+from edge.capture import IMAGE_SUFFIXES, SourceError
 from edge.config import DetectorConfig
 from edge.crop import detect_and_crop, face_image, model_crops
 from edge.datasets import DatasetError, read_fer2013
 from edge.detect import make_detector
 from edge.model import ModelInfo
+from edge.video import read_frames
 
 log = logging.getLogger(__name__)
 
@@ -141,22 +142,11 @@ def read_image_file(path: Path) -> np.ndarray:
 
 
 def video_frames(path: Path) -> Iterator[np.ndarray]:
-    """BGR frames of a video file, in order."""
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise ConvertError(f"not a decodable video: {path}")
+    """BGR frames of a video file, in order; ConvertError when none decodes."""
     try:
-        decoded = 0
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            decoded += 1
-            yield frame
-        if decoded == 0:
-            raise ConvertError(f"not a decodable video (no frames): {path}")
-    finally:
-        capture.release()
+        yield from read_frames(path)
+    except SourceError as exc:
+        raise ConvertError(str(exc)) from None
 
 
 def shifted_boxes(box: np.ndarray) -> list[np.ndarray]:
@@ -205,7 +195,8 @@ class FaceCollector:
         """Add every face of one source; role 'split' holds part out, 'calibration'/'validation' not."""
         kind = source_kind(path)
         before = (len(self.calibration), len(self.validation))
-        found: SourceFaces = getattr(self, f"read_{kind}")(path)
+        readers = {"csv": self.read_csv, "folder": self.read_folder, "image": self.read_image, "video": self.read_video}
+        found = readers[kind](path)
         if role != "split":
             held = np.full(found.count, role == "validation")
         elif found.usage and any(found.usage):

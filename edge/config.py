@@ -1,4 +1,7 @@
-"""Configuration: config.toml loaded into validated, typed settings objects."""
+"""Configuration: config.toml loaded into validated, typed settings objects.
+
+Each key is documented once, beside its default in config.toml (a test checks that it has every key).
+"""
 
 from __future__ import annotations
 
@@ -21,56 +24,50 @@ class ConfigError(ValueError):
 
 
 def bounded(default: Any, *, ge: float | None = None, gt: float | None = None,
-            le: float | None = None, choices: tuple[Any, ...] | None = None, doc: str = "") -> Any:
-    """A dataclass field whose value is checked against bounds or choices on load."""
-    return field(default=default, metadata={"ge": ge, "gt": gt, "le": le, "choices": choices, "doc": doc})
+            le: float | None = None, choices: tuple[Any, ...] | None = None) -> Any:
+    """A dataclass field whose value is checked against bounds or choices on load (config.toml documents it)."""
+    return field(default=default, metadata={"ge": ge, "gt": gt, "le": le, "choices": choices})
 
 
 @dataclass(frozen=True)
 class CaptureConfig:
-    ring_slots: int = bounded(8, ge=3, le=256, doc="shared-memory frame slots")
-    live: str = bounded("auto", choices=("auto", "yes", "no"),
-                        doc="drop stale frames (live) or never drop (file)")
-    width: int = bounded(0, ge=0, le=7680, doc="camera width to request, 0 = camera default")
-    height: int = bounded(0, ge=0, le=4320, doc="camera height to request, 0 = camera default")
-    fps: float = bounded(0.0, ge=0.0, le=240.0, doc="camera fps to request, 0 = camera default")
+    ring_slots: int = bounded(8, ge=3, le=256)
+    live: str = bounded("auto", choices=("auto", "yes", "no"))
+    width: int = bounded(0, ge=0, le=7680)
+    height: int = bounded(0, ge=0, le=4320)
+    fps: float = bounded(0.0, ge=0.0, le=240.0)
     stall_timeout_s: float = bounded(5.0, gt=0.0, le=600.0)
     reopen_attempts: int = bounded(5, ge=0, le=1000)
     reopen_backoff_s: float = bounded(0.5, gt=0.0, le=60.0)
-    image_fps: float = bounded(1.0, gt=0.0, le=1000.0, doc="timestamp rate for image sources")
-    decode_threads: int = bounded(1, ge=0, le=64, doc="FFmpeg threads decoding a file or stream; 0 = one per core")
+    image_fps: float = bounded(1.0, gt=0.0, le=1000.0)
+    decode_threads: int = bounded(1, ge=0, le=64)
 
 
 @dataclass(frozen=True)
 class HaarConfig:
-    cascade: str = bounded("", doc="Haar cascade XML; empty = OpenCV's frontal face")
-    verify_cascade: str = bounded("haarcascade_frontalface_alt2.xml",
-                                  doc="second cascade that confirms a new face at once; empty = none")
-    confirm_frames: int = bounded(3, ge=1, le=30,
-                                  doc="consecutive frames an unverified new face must be found in")
-    scale_factor: float = bounded(1.1, gt=1.0, le=2.0, doc="size step when following a face and in still images")
-    scan_scale_factor: float = bounded(1.2, gt=1.0, le=2.0, doc="size step of the full-frame scans for new faces")
+    cascade: str = bounded("")
+    verify_cascade: str = bounded("haarcascade_frontalface_alt2.xml")
+    confirm_frames: int = bounded(3, ge=1, le=30)
+    scale_factor: float = bounded(1.1, gt=1.0, le=2.0)
+    scan_scale_factor: float = bounded(1.2, gt=1.0, le=2.0)
     min_neighbors: int = bounded(4, ge=0, le=50)
-    min_face: float = bounded(0.05, gt=0.0, le=1.0, doc="smallest face, fraction of frame height")
-    max_face: float = bounded(1.0, gt=0.0, le=1.0, doc="largest face, fraction of frame height")
-    downscale: float = bounded(0.0, ge=0.0, le=1.0,
-                               doc="most resolution the full scans use; 0 = what min_face needs")
-    scan_slices: int = bounded(14, ge=1, le=32, doc="frames one full scan of the small sizes is spread over")
-    track: bool = bounded(True, doc="search around last frame's faces every frame")
-    track_margin: float = bounded(0.15, ge=0.1, le=2.0, doc="search region around a face, x its size")
-    max_missed: int = bounded(30, ge=0, le=300, doc="most frames a lost face is still searched for")
+    min_face: float = bounded(0.05, gt=0.0, le=1.0)
+    max_face: float = bounded(1.0, gt=0.0, le=1.0)
+    downscale: float = bounded(0.0, ge=0.0, le=1.0)
+    scan_slices: int = bounded(14, ge=1, le=32)
+    follow: bool = bounded(True)
+    follow_margin: float = bounded(0.15, ge=0.1, le=2.0)
+    max_lost: int = bounded(30, ge=0, le=300)
 
 
 @dataclass(frozen=True)
 class BlazeFaceConfig:
-    model: str = bounded("", doc="BlazeFace short-range .tflite; empty = the shipped one")
-    min_score: float = bounded(0.65, gt=0.0, le=1.0, doc="a face the whole-frame pass finds needs this score")
-    crop_min_score: float = bounded(0.75, gt=0.0, le=1.0,
-                                    doc="a small face, seen in a crop where it fills the model's view, needs this")
-    nms_iou: float = bounded(0.3, gt=0.0, le=1.0, doc="detections overlapping more than this merge into one")
-    tiles: int = bounded(2, ge=0, le=8,
-                         doc="small faces are also looked for in square tiles of 1/tiles of the frame's shorter side")
-    threads: int = bounded(1, ge=1, le=64, doc="LiteRT threads")
+    model: str = bounded("")
+    min_score: float = bounded(0.65, gt=0.0, le=1.0)
+    crop_min_score: float = bounded(0.75, gt=0.0, le=1.0)
+    nms_iou: float = bounded(0.3, gt=0.0, le=1.0)
+    tiles: int = bounded(2, ge=0, le=8)
+    threads: int = bounded(1, ge=1, le=64)
 
 
 DETECTOR_KINDS = ("haar", "blazeface")  # each names its settings table below and a backend in edge.detect.BACKENDS
@@ -78,64 +75,60 @@ DETECTOR_KINDS = ("haar", "blazeface")  # each names its settings table below an
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    kind: str = bounded("haar", choices=DETECTOR_KINDS, doc="face detector backend")
-    threads: int = bounded(0, ge=0, le=64, doc="OpenCV threads in the detector; 0 = OpenCV default (all cores)")
+    kind: str = bounded("haar", choices=DETECTOR_KINDS)
+    threads: int = bounded(0, ge=0, le=64)
     haar: HaarConfig = field(default_factory=HaarConfig)
     blazeface: BlazeFaceConfig = field(default_factory=BlazeFaceConfig)
 
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    model: str = bounded("", doc="a shipped model's name or a TFLite path; empty = the shipped default")
+    model: str = bounded("")
     threads: int = bounded(1, ge=1, le=64)
-    flip: bool = bounded(False, doc="average each face's output with its mirror image's (2x the inference)")
+    flip: bool = bounded(False)
 
 
 @dataclass(frozen=True)
 class RenderConfig:
-    probabilities: bool = bounded(False, doc="draw per-face probability bars")
-    latency: bool = bounded(True, doc="draw per-stage latency")
+    probabilities: bool = bounded(False)
+    latency: bool = bounded(True)
     fps_window_s: float = bounded(1.0, gt=0.0, le=60.0)
-    codec: str = bounded("h264", doc="h264 (PyAV, the video extra; mp4v without it) or an OpenCV FourCC")
-    preset: str = bounded("ultrafast", choices=X264_PRESETS, doc="x264 preset of h264 videos: CPU against size")
-    encoder_threads: int = bounded(0, ge=0, le=64, doc="x264 threads; 0 = x264's default (about 1.5 per core)")
+    codec: str = bounded("h264")
+    preset: str = bounded("ultrafast", choices=X264_PRESETS)
+    encoder_threads: int = bounded(0, ge=0, le=64)
 
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    enabled: bool = bounded(True, doc="give every face a track id that persists while it stays in view")
-    max_missed: int = bounded(10, ge=0, le=1000, doc="processed frames a track survives without its face")
-    min_iou: float = bounded(0.1, ge=0.0, le=1.0, doc="a face may join a track at this IoU with its prediction")
-    max_distance: float = bounded(0.5, ge=0.0, le=10.0,
-                                  doc="... or with its centre this close, x the track's face size")
-    velocity_weight: float = bounded(0.5, ge=0.0, le=1.0,
-                                     doc="weight of the newest motion in the velocity; 0 = no prediction")
+    enabled: bool = bounded(True)
+    max_missed: int = bounded(10, ge=0, le=1000)
+    min_iou: float = bounded(0.1, ge=0.0, le=1.0)
+    max_distance: float = bounded(0.5, ge=0.0, le=10.0)
+    velocity_weight: float = bounded(0.5, ge=0.0, le=1.0)
 
 
 @dataclass(frozen=True)
 class SmoothingConfig:
-    enabled: bool = bounded(True, doc="smooth each track's probabilities and label (needs the tracker)")
-    method: str = bounded("ema", choices=("ema", "window"), doc="exponential or sliding-window mean")
-    half_life_s: float = bounded(0.15, gt=0.0, le=60.0, doc="ema: a frame's weight halves after this")
-    window_s: float = bounded(0.4, gt=0.0, le=60.0, doc="window: mean of the track's last seconds")
-    hysteresis: float = bounded(0.15, ge=0.0, le=1.0, doc="a new label must lead the shown one by this")
-    min_confidence: float = bounded(0.4, ge=0.0, le=1.0, doc="below this top probability: 'uncertain'")
+    enabled: bool = bounded(True)
+    method: str = bounded("ema", choices=("ema", "window"))
+    half_life_s: float = bounded(0.15, gt=0.0, le=60.0)
+    window_s: float = bounded(0.4, gt=0.0, le=60.0)
+    hysteresis: float = bounded(0.15, ge=0.0, le=1.0)
+    min_confidence: float = bounded(0.4, ge=0.0, le=1.0)
 
 
 @dataclass(frozen=True)
 class ServeConfig:
-    pace: bool = bounded(True, doc="while serving, play video files at their own frame rate")
-    jpeg_quality: int = bounded(80, ge=10, le=100, doc="JPEG quality of the served video")
-    stream_fps: float = bounded(30.0, ge=0.0, le=240.0, doc="most frames/s encoded for viewers; 0 = every frame")
-    send_timeout_s: float = bounded(3.0, gt=0.0, le=3600.0,
-                                    doc="a viewer that takes none of a frame or event this long is dropped")
+    pace: bool = bounded(True)
+    jpeg_quality: int = bounded(80, ge=10, le=100)
+    stream_fps: float = bounded(30.0, ge=0.0, le=240.0)
+    send_timeout_s: float = bounded(3.0, gt=0.0, le=3600.0)
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    watchdog_s: float = bounded(5.0, gt=0.0, le=600.0,
-                                doc="a stage holding frames that finishes none for this long is stalled")
-    startup_timeout_s: float = bounded(60.0, gt=0.0, le=3600.0, doc="how long the workers may take to start")
+    watchdog_s: float = bounded(5.0, gt=0.0, le=600.0)
+    startup_timeout_s: float = bounded(60.0, gt=0.0, le=3600.0)
 
 
 @dataclass(frozen=True)
@@ -177,8 +170,15 @@ def table_type(f: dataclasses.Field) -> type | None:
     return section_type if isinstance(section_type, type) and dataclasses.is_dataclass(section_type) else None
 
 
+# Keys renamed (the detector follows faces; the tracker keeps tracks), and their older flat paths: old -> new.
+RENAMED = {f"detector.{table}{old}": f"detector.haar.{new}" for table in ("haar.", "")
+           for old, new in (("track", "follow"), ("track_margin", "follow_margin"), ("max_missed", "max_lost"))}
+
+
 def unknown_key(cls: type, key: str, path: str) -> ConfigError:
-    """The error for a key ``cls`` does not have; it names the table that has it now (e.g. a key that moved)."""
+    """The error for a key ``cls`` does not have; it names the key that replaced it, or the table that has it now."""
+    if path in RENAMED:
+        return ConfigError(f"config key {path} was renamed: it is now {RENAMED[path]}")
     fields = dataclasses.fields(cls)
     homes = [f"{path[:-len(key)]}{f.name}.{key}" for f in fields
              if table_type(f) and key in {g.name for g in dataclasses.fields(table_type(f))}]

@@ -26,7 +26,7 @@ RECHECK_SIZES = (0.7, 1.45)  # ... over more sizes (x its last size) ...
 RECHECK_SLACK = 2.0  # ... at twice the resolution (OpenCV then steps windows by 1 pixel, not 2: more hits)
 RECHECK_TILT_DEG = 15.0  # ... and turned both ways by this much, for a tilted head
 RECHECKS_PER_FRAME = 2  # views of a lost face tried in one frame (each costs about as much as 2-4 follows)
-MIN_LOST_FRAMES = 3  # a lost face is searched for this long at least; longer the longer it was seen, up to max_missed
+MIN_LOST_FRAMES = 3  # a lost face is searched for this long at least; longer the longer it was seen, up to max_lost
 FAST_FACE = 0.2  # faces this share of the frame height and larger are scanned for every FAST_SLICES frames ...
 FAST_SLICES = 3  # ... (they are cheap: few windows), so a face coming into view is found within 0.1 s
 PROPOSAL_EDGE_PAD = 0.3  # whole-frame proposal scans repeat the edge pixels outwards by this x the window
@@ -35,7 +35,7 @@ MAX_PROPOSALS = 8  # proposals checked per frame after the first (each costs a l
 LOW_CONTRAST_STD = 35.0  # grey levels: dim or hazy frames (the stress set's: 13-33) spread less; daylight ones 45-76
 CONTRAST_THUMBNAIL = (64, 36)  # the frame is judged on a copy this small (pixels): cheap, and the face's detail is not needed
 CLAHE = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(4, 4))  # for dull frames: local, and it spreads no flat noise
-HIDE_GROW = 0.2  # tracked faces are painted out with this x their size around them too (hair, chin: costly windows)
+HIDE_GROW = 0.2  # followed faces are painted out with this x their size around them too (hair, chin: costly windows)
 HIDDEN_FACE_GRAY = 128  # flat fill: the cascade rejects it at its first stage
 VELOCITY_WEIGHT = 0.5  # weight of the newest move in a followed face's velocity
 SAME_FACE_OVERLAP = 0.5  # boxes sharing this fraction of the smaller one are one face (faces never nest)
@@ -184,7 +184,7 @@ RECHECKS = tuple(Search(RECHECK_MARGIN, *RECHECK_SIZES, RECHECK_SLACK, angle=ang
 
 
 @dataclass
-class Track:
+class FollowedFace:
     """A face the detector follows: its last box, how often it was found or missed, and whether it is shown.
 
     A new face is shown at once when a second, independently trained cascade confirms it;
@@ -230,14 +230,14 @@ class HaarDetector:
         self.verifier = load_cascade(config.verify_cascade) if config.verify_cascade else None
         window = self.cascade.getOriginalWindowSize()
         self.window = int(max(window)) if window and max(window) > 0 else 24
-        self.follow = Search(config.track_margin, ROI_MIN_SIZE_RATIO, ROI_MAX_SIZE_RATIO, ROI_WINDOW_SLACK)
-        self.tracks: list[Track] = []
+        self.nearby = Search(config.follow_margin, ROI_MIN_SIZE_RATIO, ROI_MAX_SIZE_RATIO, ROI_WINDOW_SLACK)
+        self.faces: list[FollowedFace] = []
         self._plan: ScanPlan | None = None
         self._frames_seen = 0
 
     def reset(self) -> None:
-        """Forget tracked faces (a new scene, e.g. the next image of a folder)."""
-        self.tracks = []
+        """Forget followed faces (a new scene, e.g. the next image of a folder)."""
+        self.faces = []
         self._frames_seen = 0
 
     def plan(self, frame_shape: tuple[int, int]) -> ScanPlan:
@@ -257,18 +257,18 @@ class HaarDetector:
             self.reset()
             return self.scan_full_resolution(gray)
         plan = self.plan(gray.shape[:2])
-        if not self.config.track:
+        if not self.config.follow:
             return self.discover(gray, plan.units, np.empty((0, 4), np.int32))
-        followed = self.search_tracks(gray)
-        tracked = boxes_of(followed)
+        followed = self.search_followed(gray)
+        followed_boxes = boxes_of(followed)
         dull = low_contrast(gray)  # dim or hazy: the scans look at the frame with its histogram spread
         scanned = CLAHE.apply(gray) if dull else gray
         if self._frames_seen == 0:  # the first frame is scanned whole
-            found = self.discover(scanned, plan.units, tracked, limit=None)
+            found = self.discover(scanned, plan.units, followed_boxes, limit=None)
         else:
-            found = self.discover(scanned, plan.frame_units(self._frames_seen), tracked)
+            found = self.discover(scanned, plan.frame_units(self._frames_seen), followed_boxes)
         self._frames_seen += 1
-        lost = [t for t in self.tracks if not any(t is f for f in followed)]
+        lost = [t for t in self.faces if not any(t is f for f in followed)]
         for box in found:
             known = next((t for t in lost if overlap_matrix(box[None], t.box[None])[0, 0] >= SAME_FACE_OVERLAP), None)
             if known is not None:  # a lost face, found again by the scan: it is the same face, shown at once
@@ -277,10 +277,10 @@ class HaarDetector:
                 lost.remove(known)
                 followed.append(known)
                 continue
-            track = Track(box, confirmed=self.config.confirm_frames <= 1 or self.verified(scanned, box),
-                          view=EQUALIZED if dull else None)
-            self.tracks.append(track)
-            followed.append(track)
+            face = FollowedFace(box, confirmed=self.config.confirm_frames <= 1 or self.verified(scanned, box),
+                                view=EQUALIZED if dull else None)
+            self.faces.append(face)
+            followed.append(face)
         height, width = gray.shape[:2]
         shown = boxes_of([t for t in followed if t.confirmed])
         return np.clip(shown, 0, [width, height, width, height]).astype(np.int32)  # edge-padded searches reach out
@@ -289,18 +289,18 @@ class HaarDetector:
         """Whether the second cascade also sees a face here."""
         return self.verifier is not None and self.search_near(gray, box, self.verifier, VERIFY) is not None
 
-    def discover(self, gray: np.ndarray, units: tuple[ScanUnit, ...], tracked: np.ndarray,
+    def discover(self, gray: np.ndarray, units: tuple[ScanUnit, ...], followed_boxes: np.ndarray,
                  limit: int | None = MAX_PROPOSALS) -> np.ndarray:
         """New faces in the given units of the full-frame plan: proposals confirmed by a local search.
 
         The local search is the tracker's own (every nearby size and position, min_neighbors
         hits), so a face is found by the same test that then follows it.
         """
-        proposals = self.propose(gray, units, hide=tracked)
+        proposals = self.propose(gray, units, hide=followed_boxes)
         found: list[np.ndarray] = []
         for proposal in proposals[:limit]:
             face = self.search_near(gray, proposal, self.cascade)
-            known = np.concatenate([tracked, np.array(found, np.int32).reshape(-1, 4)])
+            known = np.concatenate([followed_boxes, np.array(found, np.int32).reshape(-1, 4)])
             if face is not None and (not len(known) or overlap_matrix(face[None], known).max() < SAME_FACE_OVERLAP):
                 found.append(face)
         return np.array(found, np.int32).reshape(-1, 4)
@@ -308,7 +308,7 @@ class HaarDetector:
     def propose(self, gray: np.ndarray, units: tuple[ScanUnit, ...], hide: np.ndarray) -> np.ndarray:
         """Candidate new faces, the most hits first: each unit is one face size in one strip.
 
-        Faces in ``hide`` (already tracked) are painted flat first: windows over a real face
+        Faces in ``hide`` (already followed) are painted flat first: windows over a real face
         run deep into the cascade and dominate a scan's cost, and they need not be found again.
         """
         if len(hide):
@@ -349,54 +349,54 @@ class HaarDetector:
             minSize=(min_side, min_side), maxSize=(max_side, max_side))
         return suppress_duplicates(xywh_to_xyxy(rects))
 
-    def search_tracks(self, gray: np.ndarray) -> list[Track]:
-        """Look for each followed face near where it was: the tracks found again this frame.
+    def search_followed(self, gray: np.ndarray) -> list[FollowedFace]:
+        """Look for each followed face near where it was: those found again this frame.
 
-        An unconfirmed track is dropped at its first miss. A confirmed one that the cheap
+        An unconfirmed face is dropped at its first miss. A confirmed one that the cheap
         search misses is searched for harder (RECHECKS, a few views a frame), and kept while
         lost for ``lost_budget`` frames.
         """
-        found: list[Track] = []
-        kept: list[Track] = []
-        for track in self.tracks:
-            view = self.follow.seen_as(track.view) if track.view is not None else self.follow
-            box = self.search_near(gray, track.predicted(), self.cascade, view)
-            if box is None and track.confirmed:
-                box = self.recheck(gray, track)
+        found: list[FollowedFace] = []
+        kept: list[FollowedFace] = []
+        for face in self.faces:
+            view = self.nearby.seen_as(face.view) if face.view is not None else self.nearby
+            box = self.search_near(gray, face.predicted(), self.cascade, view)
+            if box is None and face.confirmed:
+                box = self.recheck(gray, face)
             if box is None:
-                track.missed += 1
-                if not track.confirmed or track.missed > self.lost_budget(track):
+                face.missed += 1
+                if not face.confirmed or face.missed > self.lost_budget(face):
                     continue
             elif found and overlap_matrix(box[None], boxes_of(found)).max() >= SAME_FACE_OVERLAP:
-                continue  # two tracks ran onto the same face: keep the first
+                continue  # two followed faces ran onto the same face: keep the first
             else:
-                track.moved_to(box)
-                track.confirmed = track.confirmed or track.hits >= self.config.confirm_frames
-                found.append(track)
-            kept.append(track)
-        self.tracks = kept
+                face.moved_to(box)
+                face.confirmed = face.confirmed or face.hits >= self.config.confirm_frames
+                found.append(face)
+            kept.append(face)
+        self.faces = kept
         return found
 
-    def recheck(self, gray: np.ndarray, track: Track) -> np.ndarray | None:
+    def recheck(self, gray: np.ndarray, face: FollowedFace) -> np.ndarray | None:
         """A lost face searched for harder: RECHECKS_PER_FRAME views in turn, the one that found it last first."""
         for attempt in range(RECHECKS_PER_FRAME):
-            index = (track.next_recheck + attempt) % len(RECHECKS)
-            box = self.search_near(gray, track.predicted(), self.cascade, RECHECKS[index])
+            index = (face.next_recheck + attempt) % len(RECHECKS)
+            box = self.search_near(gray, face.predicted(), self.cascade, RECHECKS[index])
             if box is not None:
-                track.view, track.next_recheck = RECHECKS[index], index
+                face.view, face.next_recheck = RECHECKS[index], index
                 return box
-        track.next_recheck = (track.next_recheck + RECHECKS_PER_FRAME) % len(RECHECKS)
+        face.next_recheck = (face.next_recheck + RECHECKS_PER_FRAME) % len(RECHECKS)
         return None
 
-    def lost_budget(self, track: Track) -> int:
+    def lost_budget(self, face: FollowedFace) -> int:
         """Frames a lost face is still searched for: a face seen long is likely back soon (a hand, a turn),
         a face seen briefly was likely never one."""
-        return min(self.config.max_missed, max(MIN_LOST_FRAMES, track.hits))
+        return min(self.config.max_lost, max(MIN_LOST_FRAMES, face.hits))
 
     def search_near(self, gray: np.ndarray, box: np.ndarray, cascade: cv2.CascadeClassifier,
                     search: Search | None = None) -> np.ndarray | None:
         """The face closest to a previous box, searched in a region around it at nearby sizes."""
-        search = search or self.follow
+        search = search or self.nearby
         x1, y1, x2, y2 = (int(v) for v in box)
         size = max(x2 - x1, y2 - y1)
         region, (ox, oy) = self.region(gray, box, search)
@@ -471,8 +471,8 @@ def centre(box: np.ndarray) -> np.ndarray:
     return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2], np.float64)
 
 
-def boxes_of(tracks: list[Track]) -> np.ndarray:
-    return np.array([t.box for t in tracks], np.int32).reshape(-1, 4)
+def boxes_of(faces: list[FollowedFace]) -> np.ndarray:
+    return np.array([t.box for t in faces], np.int32).reshape(-1, 4)
 
 
 def suppress_duplicates(boxes: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:

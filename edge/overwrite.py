@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edge.capture import IMAGE_SUFFIXES as SOURCE_IMAGE_SUFFIXES
-from edge.render import IMAGE_SUFFIXES, VIDEO_SUFFIXES, OutputError
+from edge.capture import IMAGE_SUFFIXES
+from edge.render import VIDEO_SUFFIXES, OutputError
 from edge.summary import SUMMARY_FILES
 
 FileKey = tuple[int, int]  # (st_dev, st_ino): one file, whatever path or link names it
@@ -25,14 +25,14 @@ def source_files(spec: str) -> list[Path]:
     path = Path(spec)
     try:
         if path.is_dir():
-            return sorted(p for p in path.iterdir() if p.suffix.lower() in SOURCE_IMAGE_SUFFIXES)
+            return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         return [path] if path.exists() else []
     except OSError:  # unreadable: the source itself says so when it is opened
         return []
 
 
 def frame_outputs(output: Path, source: list[Path]) -> list[Path]:
-    """The files --output writes (as make_frame_sink decides): a video, one image, or a folder of images named as the source's."""
+    """The files --output writes (as edge.render.frame_sink decides): a video, one image, or a folder of images named as the source's."""
     suffix = output.suffix.lower()
     if suffix in VIDEO_SUFFIXES or (len(source) == 1 and suffix in IMAGE_SUFFIXES):
         return [output]

@@ -2,7 +2,7 @@
 
 Its jobs, each in its own piece: the frame ring (``edge.ring``), the workers' processes
 (``edge.worker``) and their lifecycle (``edge.supervisor``), results back in order (``InOrder``),
-what the run did (``RunSummary``); ``Pipeline`` wires them for one source and stops them in order.
+what the run did (``RunStats``); ``Pipeline`` wires them for one source and stops them in order.
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ from edge.model import ModelInfo, load_model_info
 from edge.models import resolve_model
 from edge.results import Faces, FrameResult
 from edge.ring import FrameRing, start_resource_tracker, sweep_stale_rings
+from edge.signals import StopReason
 from edge.supervisor import PipelineError, StartupError, Supervisor
 from edge.watchdog import Watchdog
 from edge.worker import QUEUE_WAIT_S, ClassifierWorker, DetectorWorker, Links
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InOrder", "Pipeline", "PipelineError", "RunSummary", "StartupError"]
+__all__ = ["InOrder", "Pipeline", "PipelineError", "RunStats", "StartupError"]
 
 STOP_GRACE_S = 1.5  # after a stop request, the frames in flight get at most this long to come out ...
 STOP_IDLE_S = 0.4  # ... and none of them this long to come: then the stages are ended (a stage is stalled)
@@ -68,7 +69,7 @@ class InOrder(Generic[Item]):
 
 
 @dataclass
-class RunSummary:
+class RunStats:
     """What a run did: frames in and out, drops, how it ended, per-frame latencies."""
 
     frames_read: int = 0
@@ -78,7 +79,7 @@ class RunSummary:
     started: float = 0.0  # perf_counter at Pipeline.run
     first_frame_s: float | None = None  # from run start to the first rendered frame
     elapsed_s: float = 0.0
-    stopped_by: str = "end"  # "end", "user", or a stop signal's reason: "interrupt", "terminate", "hangup"
+    stopped_by: StopReason = StopReason.END
     error: str | None = None
     latency: LatencyStats = field(default_factory=LatencyStats)  # per stage, in fixed memory
 
@@ -114,9 +115,9 @@ class Pipeline:
         self.model_info: ModelInfo = load_model_info(self.model_path)
         self.labels = self.model_info.labels
         self.source: Source | None = None
-        self.summary = RunSummary()
+        self.stats = RunStats()
         self._stop = threading.Event()
-        self._stop_reason = ""
+        self._stop_reason: StopReason | None = None
         self._stopped_at: float | None = None  # perf_counter of the first stop request
         self._hurry = False  # a second stop request: the frames in flight are not waited for
         self._supervisor: Supervisor | None = None
@@ -126,7 +127,7 @@ class Pipeline:
         self._to_detector: Channel | None = None
         self._stream_ended = False  # the end-of-stream message came through every stage
 
-    def request_stop(self, reason: str) -> None:
+    def request_stop(self, reason: StopReason) -> None:
         """Stop after the frames in flight, or at once when asked again (safe from signal handlers)."""
         if self._stopped_at is None:
             self._stopped_at = time.perf_counter()
@@ -136,9 +137,9 @@ class Pipeline:
             self._stop_reason = reason
         self._stop.set()
 
-    def run(self, on_result: OnResult) -> RunSummary:
-        summary = self.summary
-        summary.started = time.perf_counter()
+    def run(self, on_result: OnResult) -> RunStats:
+        stats = self.stats
+        stats.started = time.perf_counter()
         sweep_stale_rings()
         start_resource_tracker()  # before anything registers with it (the channels' lock)
         ctx = mp.get_context("spawn")
@@ -162,11 +163,11 @@ class Pipeline:
             self._reader.start()
             self._consume(on_result)
         except Stopped:
-            pass  # summary.stopped_by says why
+            pass  # stats.stopped_by says why
         finally:
             self._shutdown(to_detector, to_classifier, to_main)
-            summary.elapsed_s = time.perf_counter() - summary.started
-        return summary
+            stats.elapsed_s = time.perf_counter() - stats.started
+        return stats
 
     def _workers(self, ctx: mp.context.BaseContext, to_detector: Channel, to_classifier: Channel,
                  to_main: Channel) -> list[DetectorWorker | ClassifierWorker]:
@@ -248,7 +249,7 @@ class Pipeline:
                     last_result = time.perf_counter()
                     for classified in in_order.add(task.seq, message):
                         if not self._deliver(classified, on_result) and not self._stop.is_set():
-                            self.request_stop("user")
+                            self.request_stop(StopReason.USER)
                 case EndOfStream():
                     self._stream_ended = True
                     break
@@ -257,7 +258,7 @@ class Pipeline:
                 case _:
                     raise PipelineError(f"unexpected message from the workers: {message!r}")
         if reader.error and not self._stop_reason:
-            self.summary.error = reader.error
+            self.stats.error = reader.error
 
     def _stop_waited(self, last_result: float) -> bool:
         """Whether a stop has waited long enough for the frames in flight: its grace is over, or none comes."""
@@ -272,14 +273,14 @@ class Pipeline:
         frame = self._ring.frame(task.slot, task.shape)
         result = FrameResult(seq=task.seq, index=task.index, timestamp=task.timestamp,
                              faces=Faces(classified.boxes, classified.probs, self.labels), stamps=stamps,
-                             name=task.name)
+                             name=task.name, dropped=self.dropped)
         try:
             keep_going = on_result(frame, result, self)
         finally:
             del frame
             stamps.rendered = time.perf_counter()
             self._reader.release(task.slot)
-        self.summary.add(result)
+        self.stats.add(result)
         return keep_going is not False
 
     @property
@@ -307,8 +308,8 @@ class Pipeline:
         if self._reader is not None:  # its sends fail at once now that the detector is gone
             self._reader.join(timeout=READER_EXIT_S)
             reader_stuck = self._reader.is_alive()
-            self.summary.frames_read = self._reader.frames_read
-            self.summary.dropped = self._reader.dropped
+            self.stats.frames_read = self._reader.frames_read
+            self.stats.dropped = self._reader.dropped
         if not reader_stuck:  # (never under a send of the capture thread)
             to_detector.close()
         to_classifier.close()
@@ -321,5 +322,5 @@ class Pipeline:
         if self._ring is not None:
             self._ring.close()
             self._ring = None
-        if self._stop_reason and self.summary.stopped_by == "end":
-            self.summary.stopped_by = self._stop_reason
+        if self._stop_reason and self.stats.stopped_by is StopReason.END:
+            self.stats.stopped_by = self._stop_reason

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
+
 from edge.capture import Source
 from edge.results import FrameResult
 
@@ -17,9 +19,7 @@ REDRAW_S = 0.2  # the plain line is redrawn at most this often (tqdm has its own
 
 def expected_frames(source: Source) -> int | None:
     """How many frames a source gives: a file's frame count from its container, a folder's images; None if unknown."""
-    if source.still:
-        return len(getattr(source, "paths", ())) or None
-    return getattr(source, "frame_count", 0) or None
+    return source.frame_count or None
 
 
 def is_terminal(stream: TextIO) -> bool:
@@ -107,7 +107,7 @@ class Progress:
         self.opened = False
         self._handlers: list[logging.Handler] = []
 
-    def open(self, source: Source) -> None:
+    def open(self, source: Source, paced: bool = False) -> None:
         """Start the bar for this source (the first call only; nothing for live sources)."""
         if self.opened:
             return
@@ -128,7 +128,7 @@ class Progress:
                 handler.addFilter(self._before_log)
                 self._handlers.append(handler)
 
-    def write(self, result: FrameResult) -> None:
+    def write(self, frame: np.ndarray | None, result: FrameResult | None) -> None:
         if self.bar is not None:
             self.bar.update(1)
 

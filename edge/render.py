@@ -1,4 +1,4 @@
-"""Render stage: draw boxes, labels, FPS and latency; show, and write video, images and events."""
+"""Render stage: draw boxes, labels, FPS and latency; the window, video, image and event sinks."""
 
 from __future__ import annotations
 
@@ -19,13 +19,14 @@ import cv2
 import numpy as np
 
 from edge import video
+from edge.capture import IMAGE_SUFFIXES, Source
 from edge.config import RenderConfig
+from edge.progress import expected_frames
 from edge.results import UNCERTAIN, Faces, FrameResult
 
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 BOX_COLOR = (0, 220, 0)  # BGR
 TEXT_COLOR = (255, 255, 255)
@@ -76,7 +77,7 @@ TAG_SHIFTS = 3  # a tag may move this many tag heights further above or below it
 
 def tag_text(faces: Faces, i: int) -> str:
     """``#3 happy 62%``: track id (videos), shown label and its score (none for ``uncertain``)."""
-    label = faces.label[i]
+    label = faces.shown_label[i]
     track = f"#{faces.track_id[i]} " if faces.track_id[i] >= 0 else ""
     return f"{track}{label}" + ("" if label == UNCERTAIN else f" {faces.score[i]:.0%}")
 
@@ -225,13 +226,16 @@ def display_available() -> bool:
 
 
 class Window:
-    """An OpenCV window; ``show`` returns False when the user pressed q or Esc, or closed it."""
+    """An OpenCV window named after the source; ``write`` returns False when the user pressed q or Esc, or closed it."""
 
-    def __init__(self, title: str) -> None:
-        self.title = title
-        cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+    def __init__(self) -> None:
+        self.title: str | None = None  # the window, once opened
 
-    def show(self, frame: np.ndarray) -> bool:
+    def open(self, source: Source, paced: bool) -> None:
+        self.title = f"edge: {source.name}"
+        cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
+
+    def write(self, frame: np.ndarray, result: FrameResult) -> bool:
         cv2.imshow(self.title, frame)
         key = cv2.waitKey(1) & 0xFF
         if key in QUIT_KEYS:
@@ -239,8 +243,9 @@ class Window:
         return cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
 
     def close(self) -> None:
-        cv2.destroyWindow(self.title)
-        cv2.waitKey(1)
+        if self.title is not None:
+            cv2.destroyWindow(self.title)
+            cv2.waitKey(1)
 
 
 def check_writable(path: Path) -> None:
@@ -272,11 +277,12 @@ def write_all(fd: int, data: bytes) -> None:
 class VideoSink:
     """Writes annotated frames to a video at the source's size and frame rate (see edge.video for the codecs).
 
-    ``write`` and ``close`` raise OSError when the file cannot be written or finished (a full disk
-    included); after a failed ``write``, ``close`` only releases the file and does not raise again.
+    The frame rate is the source's (``open``) unless given. ``write`` and ``close`` raise OSError
+    when the file cannot be written or finished (a full disk included); after a failed ``write``,
+    ``close`` only releases the file and does not raise again.
     """
 
-    def __init__(self, path: Path, fps: float, render: RenderConfig) -> None:
+    def __init__(self, path: Path, render: RenderConfig, fps: float = 0.0) -> None:
         check_writable(path)
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             raise OutputError(f"output video must end in one of {sorted(VIDEO_SUFFIXES)}: {path}")
@@ -286,7 +292,9 @@ class VideoSink:
         self.fps = fps
         self.render = render
         self.writer: video.VideoWriter | None = None
-        self.frames = 0
+
+    def open(self, source: Source, paced: bool) -> None:
+        self.fps = self.fps or source.fps
 
     def write(self, frame: np.ndarray, result: FrameResult) -> None:
         if self.writer is None:
@@ -295,7 +303,6 @@ class VideoSink:
         if (frame.shape[1], frame.shape[0]) != size:  # an image folder's frames vary in size
             frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
         self.writer.write(frame, result.timestamp)
-        self.frames += 1
 
     def _open(self, size: tuple[int, int]) -> video.VideoWriter:
         try:
@@ -311,20 +318,24 @@ class VideoSink:
 
 
 class ImageSink:
-    """Writes annotated images: one file for one image, or a folder for many."""
+    """Writes annotated images of an image source: one file for one image (an image path), else a folder."""
 
-    def __init__(self, path: Path, single: bool) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.single = single
-        if single and path.suffix.lower() in IMAGE_SUFFIXES:
-            check_writable(path)
-        else:
-            self.single = False
-            try:
-                path.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise OutputError(f"cannot create output folder {path} ({exc.strerror or exc})") from None
-        self.frames = 0
+        self.single = False
+
+    def open(self, source: Source, paced: bool) -> None:
+        """Check the file, or make the folder; OutputError for a video source (its output must be a video)."""
+        if not source.still:
+            raise OutputError(f"output video must end in one of {sorted(VIDEO_SUFFIXES)}: {self.path}")
+        self.single = expected_frames(source) == 1 and self.path.suffix.lower() in IMAGE_SUFFIXES
+        if self.single:
+            check_writable(self.path)
+            return
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create output folder {self.path} ({exc.strerror or exc})") from None
 
     def write(self, frame: np.ndarray, result: FrameResult) -> None:
         """OSError naming the image when it cannot be written (OpenCV gives no reason: a full disk, an I/O error)."""
@@ -336,7 +347,6 @@ class ImageSink:
         if not written:
             reason = os.strerror(errno.ENOSPC) if disk_full(target) else "the image could not be written"
             raise OSError(errno.EIO, reason, str(target))
-        self.frames += 1
 
     def close(self) -> None:
         pass
@@ -423,7 +433,14 @@ class EventSink:
                              *(smoothed.get(name, "") for name in self.labels)])
         return buffer.getvalue()
 
-    def write(self, event: dict) -> None:
+    def open(self, source: Source, paced: bool) -> None:
+        pass
+
+    def write(self, frame: np.ndarray, result: FrameResult) -> None:
+        """One frame's event; OSError if it cannot be written."""
+        self.write_event(result.record())
+
+    def write_event(self, event: dict) -> None:
         """One frame's event, as ``FrameResult.record()`` gives it; OSError if it cannot be written."""
         if self.failed:
             raise OSError(errno.EIO, "an earlier write failed", str(self.path))
@@ -458,11 +475,8 @@ class EventSink:
             os.close(self.fd)
 
 
-def make_frame_sink(path: Path, source_still: bool, single_image: bool, fps: float,
-                    render: RenderConfig) -> VideoSink | ImageSink:
-    """A video file for video outputs; images for image sources with an image or folder path."""
+def frame_sink(path: Path, render: RenderConfig) -> VideoSink | ImageSink:
+    """Annotated frames: a video for a video path (from any source); else images, for an image source."""
     if path.suffix.lower() in VIDEO_SUFFIXES:
-        return VideoSink(path, fps, render)
-    if source_still:
-        return ImageSink(path, single=single_image)
-    raise OutputError(f"output video must end in one of {sorted(VIDEO_SUFFIXES)}: {path}")
+        return VideoSink(path, render)
+    return ImageSink(path)

@@ -99,8 +99,8 @@ class Faces:
         return [self.labels[i] for i in self.class_id]
 
     @property
-    def label(self) -> list[str]:
-        """The label to show: ``display_label`` where set, else the raw label."""
+    def shown_label(self) -> list[str]:
+        """The label to show of each face: ``display_label`` where set, else the raw label (``labels``: the model's)."""
         return self.raw_label if self.display_label is None else list(self.display_label)
 
     @property
@@ -129,7 +129,7 @@ class Faces:
     def _faces(self) -> list[Face]:
         """Every row as a ``Face`` (the arrays converted once: this runs for every frame's event)."""
         labels, n = self.labels, len(self)
-        shown, scores, probs = self.label, self.score.tolist(), self.probs.tolist()
+        shown, scores, probs = self.shown_label, self.score.tolist(), self.probs.tolist()
         raw = self.raw_label if self.display_label is not None else [None] * n
         smoothed = self.smoothed.tolist() if self.smoothed is not None else None
         return [Face(box=tuple(box), track_id=track_id, label=shown[i], score=scores[i],
@@ -183,9 +183,11 @@ class FrameResult:
     faces: Faces
     stamps: Stamps = field(default_factory=Stamps)
     name: str = ""  # image file name for image sources
+    dropped: int = 0  # frames of a live source dropped so far, before this one (the pipeline was behind)
     # The Python API's results carry their source frame (BGR, the caller's) and the CLI's way of drawing it.
     frame: np.ndarray | None = field(default=None, repr=False, compare=False)
     draw: Callable[[np.ndarray, FrameResult], None] | None = field(default=None, repr=False, compare=False)
+    _event: tuple[Faces, dict] | None = field(default=None, init=False, repr=False, compare=False)
 
     def latencies_ms(self) -> dict[str, float]:
         """Per-stage latency in milliseconds from the stamps each stage left."""
@@ -200,9 +202,15 @@ class FrameResult:
         return frame
 
     def record(self) -> dict:
-        """The frame's JSON Lines event."""
+        """The frame's JSON Lines event: built once for its faces, and shared by every sink that writes it.
+
+        Read it, never change it; a result given other faces (tracked, smoothed) gets a new one.
+        """
+        if self._event is not None and self._event[0] is self.faces:
+            return self._event[1]
         event = {"frame": self.index, "seq": self.seq, "t": round(self.timestamp, 4)}
         if self.name:
             event["image"] = self.name
         event["faces"] = self.faces.records()
+        self._event = (self.faces, event)
         return event

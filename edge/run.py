@@ -21,19 +21,17 @@ import numpy as np  # noqa: E402
 
 from edge.capture import Source, SourceError, is_camera_index  # noqa: E402
 from edge.config import Config, ConfigError, load_config, override, parse_setting, set_key  # noqa: E402
-from edge.detect import DetectorError  # noqa: E402
 from edge.model import ModelError, metadata_path  # noqa: E402
 from edge.native import quiet_native_logs  # noqa: E402
 from edge.overwrite import check_outputs, run_outputs, source_files  # noqa: E402
-from edge.pipeline import Pipeline, PipelineError, RunSummary, StartupError  # noqa: E402
+from edge.pipeline import Pipeline, PipelineError, RunStats, StartupError  # noqa: E402
 from edge.progress import Progress  # noqa: E402
-from edge.render import (EventSink, ImageSink, OutputError, Renderer, VideoSink, Window,  # noqa: E402
-                         WriteError, display_available, make_frame_sink)
+from edge.render import OutputError, Renderer, WriteError  # noqa: E402
 from edge.results import FrameResult  # noqa: E402
 from edge.serve import ServeError, WebView  # noqa: E402
-from edge.signals import EXIT_CODES, stop_signals, stopped_early  # noqa: E402
-from edge.summary import Timeline, no_plot_note, plot_available, prepare_output, write_summary  # noqa: E402
-from edge.summary import report as summary_report  # noqa: E402
+from edge.sinks import Outputs, make_sinks  # noqa: E402
+from edge.signals import StopReason, stop_signals, stopped_early  # noqa: E402
+from edge.summary import no_plot_note, plot_available, summary_table  # noqa: E402
 from edge.track import TrackedLabels  # noqa: E402
 
 log = logging.getLogger("edge.run")
@@ -41,10 +39,9 @@ log = logging.getLogger("edge.run")
 EXIT_OK = 0  # end of stream, or the user quit with q / Esc
 EXIT_BAD_INPUT = 2  # bad source, model, config or output path
 EXIT_FAILED = 3  # a stage failed or stalled, a live source was lost, or an output could not be written
-EXIT_INTERRUPTED = EXIT_CODES["interrupt"]  # Ctrl-C (SIGINT): 130
-EXIT_TERMINATED = EXIT_CODES["terminate"]  # SIGTERM: 143
-EXIT_HANGUP = EXIT_CODES["hangup"]  # SIGHUP (the terminal or ssh session closed): 129
-USER_ERRORS = (SourceError, ModelError, ConfigError, OutputError, DetectorError, StartupError, ServeError)
+# A run stopped by a signal exits with its StopReason's code: 130 (Ctrl-C), 143 (SIGTERM), 129 (SIGHUP).
+# The detector is built in its own process: its errors come back as a StartupError or a PipelineError.
+USER_ERRORS = (SourceError, ModelError, ConfigError, OutputError, StartupError, ServeError)
 
 
 def parse_args(argv: Sequence[str] | None, prog: str = "python -m edge.run") -> argparse.Namespace:
@@ -95,145 +92,96 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 class Run(Protocol):
-    """What the presenter reads of the run it presents: a Pipeline, or the benchmarks' one-process loop."""
+    """What the presenter reads of the run it presents: a Pipeline, or the library's one-process Runner."""
 
     labels: tuple[str, ...]
     source: Source | None  # open once frames arrive
     source_spec: str | Source  # what --source named
 
     @property
-    def dropped(self) -> int: ...
-
-    @property
     def paced(self) -> bool: ...
 
 
+def outputs_of(args: argparse.Namespace) -> Outputs:
+    """What the command line asks the run to show and write."""
+    return Outputs(video=args.output, events=args.events, summary_dir=args.summary, serve=args.serve,
+                   linger=args.serve_linger, headless=args.headless, quiet=args.quiet)
+
+
 class Presenter:
-    """The renderer's side of a run: draw each frame, show it, write video, images and events."""
+    """The renderer's side of a run: each frame's faces tracked and smoothed (videos), drawn, handed to every sink."""
 
-    def __init__(self, pipeline: Run, args: argparse.Namespace, config: Config) -> None:
+    def __init__(self, run: Run, outputs: Outputs, config: Config) -> None:
+        self.run = run
+        self.outputs = outputs
         self.renderer = Renderer(config.render)
-        self.window: Window | None = None
-        self.frames: VideoSink | ImageSink | None = None
-        self.events: EventSink | None = None
-        self.args = args
-        self.config = config
-        self.pipeline = pipeline
-        self.progress = Progress(quiet=args.quiet)
-        self.tracks = TrackedLabels(config.tracker, config.smoothing, pipeline.labels)
-        self.timeline: Timeline | None = None
-        if args.summary:  # checks first, then what is most likely to fail, then the file that is truncated
-            prepare_output(args.summary)
-            self.timeline = Timeline()
-        self.web: WebView | None = None
-        if args.serve:
-            self.web = WebView(args.serve, config.serve, pipeline.labels, config.render.fps_window_s)
-            say(f"web view on {self.web.url}")
-        if args.events:
-            try:
-                self.events = EventSink(args.events, pipeline.labels)
-            except OutputError:
-                if self.web is not None:
-                    self.web.close()
-                raise
+        self.tracked = TrackedLabels(config.tracker, config.smoothing, run.labels)
+        self.sinks = make_sinks(outputs, config, run.labels, str(run.source_spec), show_summary, say)
+        self.opened = False
 
-    def open(self) -> None:
-        """Outputs that need the source (its frame rate, whether it is images)."""
-        source = self.pipeline.source
-        self.progress.open(source)
-        if self.args.output and self.frames is None:
-            single = source.still and len(getattr(source, "paths", [])) == 1
-            self.frames = make_frame_sink(self.args.output, source.still, single, source.fps, self.config.render)
-        if not self.args.headless and self.window is None:
-            if display_available():
-                self.window = Window(f"edge: {source.name}")
-            else:
-                log.info("no display found; running headless")
-                self.args.headless = True
+    def __call__(self, frame: np.ndarray, result: FrameResult, run: Run) -> bool:
+        """One frame, in order; False when a sink asks the run to stop (the window closed)."""
+        source = run.source
+        if not self.opened:
+            self.opened = True
+            for sink in self.sinks:
+                sink.open(source, run.paced)
+        if not source.still:  # images are independent: not tracked
+            result.faces = self.tracked.update(result.faces, result.timestamp)
+        self.renderer.render(frame, result, dropped=result.dropped, still=source.still,
+                             realtime=source.live or run.paced)
+        keep_going = True
+        with naming_write_errors():
+            for sink in self.sinks:
+                keep_going = sink.write(frame, result) is not False and keep_going
+        return keep_going
 
-    def follow(self, result: FrameResult) -> None:
-        """Track the faces of a video frame and smooth their labels (images are independent: not tracked)."""
-        if not self.pipeline.source.still:
-            result.faces = self.tracks.update(result.faces, result.timestamp)
-
-    def __call__(self, frame: np.ndarray, result: FrameResult, pipeline: Run) -> bool:
-        self.open()
-        self.follow(result)
-        event = result.record()  # built once: the timeline, the web view and the events share it
-        if self.timeline is not None:
-            self.timeline.add(event)
-        source = pipeline.source
-        self.renderer.render(frame, result, dropped=pipeline.dropped, still=source.still,
-                             realtime=source.live or pipeline.paced)
-        if self.web is not None:
-            self.web.publish(frame, result, event, pipeline.source, pipeline.dropped, pipeline.paced)
-        if self.frames is not None:
-            with naming_write_errors(self.frames.path):
-                self.frames.write(frame, result)
-        if self.events is not None:
-            with naming_write_errors(self.events.path):
-                self.events.write(event)
-        self.progress.write(result)
-        if self.window is not None:
-            return self.window.show(frame)
-        return True
-
-    def linger(self, summary: RunSummary) -> None:
+    def linger(self, stats: RunStats) -> None:
         """The web view says the run ended; with --serve-linger it serves the last frame until a stop signal."""
-        self.progress.close()
-        if self.web is None:
+        web = next((sink for sink in self.sinks if isinstance(sink, WebView)), None)
+        if web is None:
             return
-        if not (self.args.serve_linger and summary.stopped_by == "end" and not summary.error):
-            self.web.finish()
+        for sink in self.sinks:  # the progress bar goes before the lines below
+            if isinstance(sink, Progress):
+                sink.close()
+        if not (self.outputs.linger and stats.stopped_by is StopReason.END and not stats.error):
+            web.finish()
             return
         stop, reasons = threading.Event(), []
         stop_signals.listen(lambda reason: (reasons.append(reason), stop.set()))  # before clients see the end
-        self.web.finish()
-        say(f"end of source; still serving {self.web.url} until Ctrl-C")
-        self.web.linger(stop)
-        summary.stopped_by = reasons[0]
+        web.finish()
+        say(f"end of source; still serving {web.url} until Ctrl-C")
+        web.linger(stop)
+        stats.stopped_by = reasons[0]
 
     def close(self) -> str | None:
-        """Close everything in order, whatever fails: web view, video, events, window, summary.
-
-        Returns the first output that could not be completed, as one line naming the file.
-        """
+        """Close every sink in order, whatever fails; the first output that could not be completed, as one line."""
         errors: list[str] = []
-        self.progress.close()
-        if self.web is not None:
-            self.web.close()
-        for sink in (self.frames, self.events):
-            if sink is not None:
-                try:
-                    with naming_write_errors(sink.path):
-                        sink.close()
-                except WriteError as exc:
-                    errors.append(str(exc))
-        if self.window is not None:
-            self.window.close()
-        if self.timeline is not None and self.timeline.frame_times:
+        for sink in self.sinks:
             try:
-                with naming_write_errors(self.args.summary):
-                    summary, _ = write_summary(self.timeline, self.args.summary,
-                                               source=str(self.pipeline.source_spec))
+                with naming_write_errors():
+                    sink.close()
             except (WriteError, OutputError) as exc:
                 errors.append(str(exc))
-            else:
-                with contextlib.suppress(OSError, ValueError):  # stdout may be gone (a closed terminal)
-                    print(summary_report(summary), flush=True)
-                if not plot_available():
-                    say(no_plot_note())
         return errors[0] if errors else None
 
 
+def show_summary(summary: dict) -> None:
+    """--summary's table on stdout, once its files are written."""
+    with contextlib.suppress(OSError, ValueError):  # stdout may be gone (a closed terminal)
+        print(summary_table(summary), flush=True)
+    if not plot_available():
+        say(no_plot_note())
+
+
 @contextlib.contextmanager
-def naming_write_errors(path: Path) -> Iterator[None]:
+def naming_write_errors() -> Iterator[None]:
     """An output's OSError (a full disk, an I/O error) as a WriteError: one line naming the file."""
     try:
         yield
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        named = reason if str(exc.filename or path) in reason else f"cannot write {exc.filename or path}: {reason}"
+        named = reason if exc.filename is None or str(exc.filename) in reason else f"cannot write {exc.filename}: {reason}"
         raise WriteError(named) from None
 
 
@@ -245,10 +193,10 @@ def say(line: str) -> None:
         pass
 
 
-def exit_code(summary: RunSummary) -> int:
-    if summary.error:
+def exit_code(stats: RunStats) -> int:
+    if stats.error:
         return EXIT_FAILED
-    return EXIT_CODES.get(summary.stopped_by, EXIT_OK)
+    return stats.stopped_by.exit_code
 
 
 def input_files(args: argparse.Namespace, pipeline: Pipeline) -> dict[str, list[Path]]:
@@ -260,11 +208,12 @@ def input_files(args: argparse.Namespace, pipeline: Pipeline) -> dict[str, list[
     return inputs
 
 
-def report(summary: RunSummary, args: argparse.Namespace) -> str:
-    written = ", ".join(str(p) for p in (args.output, args.events, args.summary) if p)
-    first = f", first frame after {summary.first_frame_s:.2f} s" if summary.first_frame_s is not None else ""
-    return (f"{summary.frames_done} frames in {summary.elapsed_s:.2f} s ({summary.fps:.1f} frames/s){first}; "
-            f"faces in {summary.frames_with_faces} frames, {summary.dropped} dropped"
+def result_line(stats: RunStats, outputs: Outputs) -> str:
+    """The line a finished run ends with: frames, rate, faces, drops, and what it wrote."""
+    written = ", ".join(str(p) for p in (outputs.video, outputs.events, outputs.summary_dir) if p)
+    first = f", first frame after {stats.first_frame_s:.2f} s" if stats.first_frame_s is not None else ""
+    return (f"{stats.frames_done} frames in {stats.elapsed_s:.2f} s ({stats.fps:.1f} frames/s){first}; "
+            f"faces in {stats.frames_with_faces} frames, {stats.dropped} dropped"
             + (f"; wrote {written}" if written else ""))
 
 
@@ -287,24 +236,24 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m edge.run") ->
         if stop_signals.reason:
             say(stopped_early(stop_signals.reason))
             return stop_signals.exit_code
-        presenter = Presenter(pipeline, args, config)
+        presenter = Presenter(pipeline, outputs_of(args), config)
     except USER_ERRORS as exc:
         say(f"error: {exc}")
         return EXIT_BAD_INPUT
     stop_signals.listen(pipeline.request_stop)
     try:
-        return run_to_end(pipeline, presenter, args)
+        return run_to_end(pipeline, presenter)
     finally:
         stop_signals.listen(None)
 
 
-def run_to_end(pipeline: Pipeline, presenter: Presenter, args: argparse.Namespace) -> int:
+def run_to_end(pipeline: Pipeline, presenter: Presenter) -> int:
     """Run the pipeline, then close every output in order, whatever happened; the exit code."""
     failure: tuple[int, str] | None = None
-    summary = pipeline.summary
+    stats = pipeline.stats
     try:
-        summary = pipeline.run(presenter)
-        presenter.linger(summary)
+        stats = pipeline.run(presenter)
+        presenter.linger(stats)
     except USER_ERRORS as exc:
         failure = EXIT_BAD_INPUT, str(exc)
     except (PipelineError, WriteError) as exc:
@@ -313,13 +262,13 @@ def run_to_end(pipeline: Pipeline, presenter: Presenter, args: argparse.Namespac
         unwritten = presenter.close()
     if failure is None and unwritten:
         failure = EXIT_FAILED, unwritten
-    if failure is None and summary.error:
-        failure = EXIT_FAILED, summary.error
+    if failure is None and stats.error:
+        failure = EXIT_FAILED, stats.error
     if failure is not None:
         say(f"error: {failure[1]}")
         return failure[0]
-    say(report(summary, args))
-    return exit_code(summary)
+    say(result_line(stats, presenter.outputs))
+    return exit_code(stats)
 
 
 def leave(code: int) -> None:

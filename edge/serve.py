@@ -241,16 +241,17 @@ class WebView:
     def uptime(self) -> float:
         return time.perf_counter() - self.started
 
-    def publish(self, frame: np.ndarray, result: FrameResult, faces: dict, source: Source, dropped: int,
-                paced: bool) -> None:
+    def open(self, source: Source, paced: bool) -> None:
+        self.source = {"name": source.name, "live": source.live, "fps": round(source.fps, 2), "paced": paced}
+
+    def write(self, frame: np.ndarray, result: FrameResult) -> None:
         """After rendering: the annotated frame and its faces (the frame's event) become the newest for every client."""
-        if not self.source:
-            self.source = {"name": source.name, "live": source.live, "fps": round(source.fps, 2), "paced": paced}
+        faces = result.record()
         now = self.uptime()
         with self.lock:
             self.fps.tick()
             self.frames += 1
-            self.dropped = dropped
+            self.dropped = result.dropped
             if self.previous is not None:  # a frame's render and total spans end after this call returns
                 self.latencies.append(self.previous.latencies_ms())
             self.previous = result

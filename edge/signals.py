@@ -3,17 +3,36 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import signal
 import sys
 from typing import Callable, Iterator
 
-# The reason a stop signal gives, and the exit code a shell reports for that signal (128 + its number).
-REASONS = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminate", signal.SIGHUP: "hangup"}
-EXIT_CODES = {"interrupt": 130, "terminate": 143, "hangup": 129}
+
+class StopReason(str, enum.Enum):
+    """Why a run ended; each has its exit code (a stop signal's is the one a shell reports: 128 + its number)."""
+
+    END = "end"  # the source ended
+    USER = "user"  # q or Esc, or the window closed
+    INTERRUPT = "interrupt"  # SIGINT: Ctrl-C
+    TERMINATE = "terminate"  # SIGTERM
+    HANGUP = "hangup"  # SIGHUP: the terminal or ssh session closed
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self]
+
+
+EXIT_CODES = {StopReason.END: 0, StopReason.USER: 0, StopReason.INTERRUPT: 130, StopReason.TERMINATE: 143,
+              StopReason.HANGUP: 129}
+REASONS = {signal.SIGINT: StopReason.INTERRUPT, signal.SIGTERM: StopReason.TERMINATE, signal.SIGHUP: StopReason.HANGUP}
 STOP_SIGNALS = frozenset(REASONS)
 
 
-def stopped_early(reason: str) -> str:
+def stopped_early(reason: StopReason) -> str:
     """The line a stop before the run began prints."""
     return f"stopped before the run began ({reason})"
 
@@ -27,8 +46,8 @@ class StopSignals:
     """
 
     def __init__(self) -> None:
-        self.reason: str | None = None
-        self._listener: Callable[[str], None] | None = None
+        self.reason: StopReason | None = None
+        self._listener: Callable[[StopReason], None] | None = None
         self._previous: dict[int, object] = {}
         self._exit_at_once = False
 
@@ -50,7 +69,7 @@ class StopSignals:
             signal.signal(signum, previous)
         self._previous.clear()
 
-    def listen(self, listener: Callable[[str], None] | None) -> None:
+    def listen(self, listener: Callable[[StopReason], None] | None) -> None:
         """Signals now go to ``listener`` (None: only remembered); one already received goes at once."""
         self._listener = listener
         if listener is not None and self.reason is not None:
@@ -58,14 +77,14 @@ class StopSignals:
 
     @property
     def exit_code(self) -> int | None:
-        return EXIT_CODES.get(self.reason) if self.reason else None
+        return self.reason.exit_code if self.reason else None
 
     def _on_signal(self, signum: int, frame: object) -> None:
         reason = REASONS[signal.Signals(signum)]
         if self._exit_at_once:
             with contextlib.suppress(OSError, ValueError):  # stderr may be gone (a closed terminal)
                 print(stopped_early(reason), file=sys.stderr, flush=True)
-            raise SystemExit(EXIT_CODES[reason])
+            raise SystemExit(reason.exit_code)
         if self.reason is None:
             self.reason = reason
         if self._listener is not None:

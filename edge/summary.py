@@ -11,12 +11,13 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from edge.capture import Source
 from edge.render import OutputError
-from edge.results import UNCERTAIN
+from edge.results import UNCERTAIN, FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +275,34 @@ def write_summary(timeline: Timeline, out_dir: Path, source: str = "") -> tuple[
     return summary, [path for path, _ in writes]
 
 
-def report(summary: dict[str, Any]) -> str:
+class SummarySink:
+    """The per-track emotion summary of a run (``--summary DIR``): its frames' events gathered, written at the end.
+
+    The folder is checked (made) when the sink is made, before the run; ``close`` writes the files
+    (nothing for a run with no frame) and hands the summary to ``report``.
+    """
+
+    def __init__(self, out_dir: Path, source: str, report: Callable[[dict[str, Any]], None]) -> None:
+        prepare_output(out_dir)
+        self.path = out_dir
+        self.source = source
+        self.report = report
+        self.timeline = Timeline()
+
+    def open(self, source: Source, paced: bool) -> None:
+        pass
+
+    def write(self, frame: np.ndarray, result: FrameResult) -> None:
+        self.timeline.add(result.record())
+
+    def close(self) -> None:
+        """Write the files; OSError naming the one that cannot be written."""
+        if self.timeline.frame_times:
+            summary, _ = write_summary(self.timeline, self.path, source=self.source)
+            self.report(summary)
+
+
+def summary_table(summary: dict[str, Any]) -> str:
     """A short table: each track's span, dominant emotion, shares and label changes per second."""
     lines = [f"{'track':>6} {'from_s':>7} {'to_s':>7} {'frames':>6}  {'dominant':<9} "
              f"{'changes/s raw':>13} {'shown':>6}  share"]
@@ -305,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot write {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 3
-    print(report(summary))
+    print(summary_table(summary))
     print(f"wrote {', '.join(str(path) for path in written)}")
     if not plot_available():
         print(no_plot_note(), file=sys.stderr)

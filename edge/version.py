@@ -1,7 +1,9 @@
-"""The package's version, single-sourced from pyproject.toml: the installed metadata, or the source checkout's file."""
+"""The package's version, single-sourced from pyproject.toml (the installed metadata, or the source checkout's
+file), and the name of the CPU it runs on (for reports)."""
 
 from __future__ import annotations
 
+import platform
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -28,3 +30,14 @@ def version() -> str:
         return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:
         return "0+unknown"
+
+
+def cpu_name() -> str:
+    """The CPU's name: x86's "model name", a Raspberry Pi's "Model" line of /proc/cpuinfo, else what Python knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -1,4 +1,5 @@
-"""Video writers: H.264 through PyAV (fragmented MP4, playable even after a crash), or an OpenCV FourCC."""
+"""Video files: writers (H.264 through PyAV, fragmented MP4 playable even after a crash, or an OpenCV FourCC),
+and the plain frame reader that tools, benchmarks and tests share (the runtime reads through edge.capture)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import logging
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import cv2
 import numpy as np
+
+from edge.capture import SourceError
 
 log = logging.getLogger(__name__)
 
@@ -188,3 +191,19 @@ def open_writer(path: Path, fps: float, size: tuple[int, int], codec: str, prese
                     path, VIDEO_EXTRA_HINT)
         codec = FALLBACK_FOURCC
     return OpenCVWriter(path, fps, size, codec)
+
+
+def read_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """Every BGR frame of a video file, in order, as OpenCV decodes it; SourceError when none decodes."""
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise SourceError(f"not a decodable video: {path}")
+    try:
+        decoded = 0
+        while (frame := capture.read()[1]) is not None:
+            decoded += 1
+            yield frame
+        if decoded == 0:
+            raise SourceError(f"not a decodable video (no frames): {path}")
+    finally:
+        capture.release()

@@ -22,9 +22,9 @@ def looped_video(folder: Path, times: int) -> Path:
     """The 72-frame sample clip played forwards and backwards ``times`` times, at 30 fps: a long run."""
     import cv2
 
-    capture, frames = cv2.VideoCapture(str(DATA / "single_face.mp4")), []
-    while (frame := capture.read()[1]) is not None:
-        frames.append(frame)
+    from edge.video import read_frames
+
+    frames = list(read_frames(DATA / "single_face.mp4"))
     path = folder / f"looped_{times}.mp4"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 360))
     for i in range(times):

@@ -273,7 +273,7 @@ def test_a_shipped_model_by_name():
 # --- the package ---------------------------------------------------------------------------------------------
 
 def test_version_is_pyproject_s():
-    import tomllib
+    from edge.config import tomllib  # tomli on Python 3.10
 
     assert edge.__version__ == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 

@@ -13,12 +13,11 @@ import struct
 import subprocess
 import sys
 import termios
-import tomllib
 from pathlib import Path
 
 import pytest
 
-from edge.config import Config, ConfigError, load_config, parse_setting, set_key
+from edge.config import Config, ConfigError, load_config, parse_setting, set_key, tomllib  # tomli on 3.10
 from edge.progress import PlainBar, Progress, duration, expected_frames
 from tests.conftest import DATA, ROOT, run_cli, shm_segments
 
@@ -231,10 +230,10 @@ def test_a_log_line_never_shares_the_bar_s_line(monkeypatch, bar):
         progress.open(FakeSource())
         assert isinstance(progress.bar, PlainBar) == (bar == "plain")
         for _ in range(5):
-            progress.write(None)
+            progress.write(None, None)
         logging.getLogger("edge.test").warning("a warning mid-run")
         for _ in range(5):
-            progress.write(None)
+            progress.write(None, None)
         progress.close()
         assert handler.filters == []  # the bar's hook is gone with it
     finally:
@@ -271,5 +270,5 @@ def test_expected_frames():
     assert expected_frames(source) == 10
     source.frame_count = 0
     assert expected_frames(source) is None
-    source.still, source.paths = True, ["a.jpg", "b.jpg"]
+    source.still, source.frame_count = True, 2  # a folder of two images
     assert expected_frames(source) == 2

@@ -7,11 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 
+from edge.config import tomllib  # tomli on Python 3.10
 from tests.conftest import DATA, ROOT
 
 PACKAGE_FILES = ("pyproject.toml", "README.md", "edge", "convert", "train")  # what the build reads

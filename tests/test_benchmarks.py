@@ -271,3 +271,23 @@ def test_a_clip_whose_stream_cannot_be_copied_is_looped_by_reencoding(tmp_path):
     while capture.grab():
         decoded += 1
     assert decoded == 24
+
+
+def test_checkouts_compares_two_checkouts_run_for_run(data, tmp_path, capsys):
+    from benchmarks.checkouts import main as checkouts
+
+    assert checkouts([str(ROOT), str(ROOT), "--source", str(data / "single_face.mp4"), "--loop", "2",
+                      "--rounds", "1", "--json", str(tmp_path / "runs.json")]) == 0
+    runs = json.loads((tmp_path / "runs.json").read_text())["runs"][str(ROOT)]
+    assert len(runs) == 2  # the same folder twice: one entry, both runs in it
+    for run in runs:  # the clip twice: every frame has its face; start-up is left out of the CPU a frame
+        assert run["frames"] == 144 and run["frames_with_boxes"] == 144
+        assert run["cpu_ms_per_frame"] < 1000.0 * run["cpu_s"] / run["frames"]
+    assert f"{ROOT}" in capsys.readouterr().out
+
+
+def test_checkouts_refuses_a_missing_checkout(data, tmp_path, capsys):
+    from benchmarks.checkouts import main as checkouts
+
+    assert checkouts([str(tmp_path / "nowhere"), "--source", str(data / "single_face.mp4")]) == 2
+    assert capsys.readouterr().err.startswith("error: not found:")

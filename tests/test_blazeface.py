@@ -17,6 +17,7 @@ from edge.blazeface import (COORDS, DEFAULT_MODEL, SHORT_RANGE, BlazeFaceDetecto
 from edge.boxes import iou_matrix
 from edge.config import BlazeFaceConfig, Config, DetectorConfig, override
 from edge.detect import DetectorError, make_detector
+from edge.video import read_frames
 from tests.conftest import DATA, ROOT, run_cli
 
 MULTI_FACES = np.array([[209, 68, 319, 178], [303, 232, 427, 356], [427, 208, 528, 309],
@@ -92,14 +93,10 @@ def test_every_face_of_the_sample_photos_agrees_with_haar(detector):
 
 
 def test_the_sample_clip_face_agrees_with_haar_in_every_frame():
-    capture = cv2.VideoCapture(str(DATA / "single_face.mp4"))
     ours = make_detector(override(Config(), "detector", kind="blazeface").detector)
     haar = make_detector(DetectorConfig())
     frames = 0
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
+    for frame in read_frames(DATA / "single_face.mp4"):
         frames += 1
         a, b = ours.detect(frame), haar.detect(frame, still=True).xyxy
         assert len(a) == 1 and iou_matrix(b, a.xyxy).max() >= 0.5, frames
@@ -110,14 +107,7 @@ def test_the_sample_clip_face_agrees_with_haar_in_every_frame():
 
 def test_no_face_clip_gives_no_boxes():
     ours = make_detector(override(Config(), "detector", kind="blazeface").detector)
-    capture = cv2.VideoCapture(str(DATA / "no_face.mp4"))
-    boxes = 0
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        boxes += len(ours.detect(frame))
-    assert boxes == 0
+    assert sum(len(ours.detect(frame)) for frame in read_frames(DATA / "no_face.mp4")) == 0
 
 
 @pytest.mark.parametrize("model, message", [

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from edge.config import Config, ConfigError, load_config, override
+from edge.config import Config, ConfigError, load_config, override, set_key
 from tests.conftest import ROOT
 
 
@@ -28,7 +28,7 @@ def settings_keys(settings: object, prefix: str = "") -> set[str]:
 
 
 def test_shipped_config_documents_every_key_with_its_default():
-    import tomllib
+    from edge.config import tomllib  # tomli on Python 3.10
 
     shipped = tomllib.loads((ROOT / "config.toml").read_text())
     assert documented_keys(shipped) == settings_keys(Config())
@@ -39,6 +39,9 @@ def test_shipped_config_documents_every_key_with_its_default():
     ("[detector.haar]\nscale_factor = 0.9\n", "detector.haar.scale_factor must be > 1.0, got 0.9"),
     ("[detector.haar]\nscale_factr = 1.2\n", "unknown config key detector.haar.scale_factr"),
     ("[detector]\nscale_factor = 1.2\n", "config key detector.scale_factor moved: it is now detector.haar.scale_factor"),
+    ("[detector.haar]\ntrack = false\n", "config key detector.haar.track was renamed: it is now detector.haar.follow"),
+    ("[detector.haar]\nmax_missed = 5\n", "config key detector.haar.max_missed was renamed: it is now detector.haar.max_lost"),
+    ("[detector]\ntrack_margin = 0.2\n", "config key detector.track_margin was renamed: it is now detector.haar.follow_margin"),
     ("[detector]\nkind = 'yolo'\n", "config key detector.kind must be one of ['haar'"),
     ("[detector]\nhaar = 1\n", "config key detector.haar must be a table"),
     ("[detectr]\n", "unknown config key detectr"),
@@ -56,13 +59,23 @@ def test_bad_values_are_rejected_naming_the_key(tmp_path, text, message):
         load_config(path)
 
 
-@pytest.mark.parametrize("text", ["", "[detector.haar]\nscale_factor = 1.3\nmin_neighbors = 5\n", "[capture]\nfps = 30\n",
-                                  "[detector]\nkind = 'haar'\nthreads = 1\n"])
-def test_good_values_load(tmp_path, text):
+@pytest.mark.parametrize("text, values", [
+    ("", {}),
+    ("[detector.haar]\nscale_factor = 1.3\nmin_neighbors = 5\n", {"detector.haar.scale_factor": 1.3,
+                                                                  "detector.haar.min_neighbors": 5}),
+    ("[capture]\nfps = 30\n", {"capture.fps": 30.0}),  # an integer where a float is due: taken as the float
+    ("[detector]\nkind = 'blazeface'\nthreads = 1\n", {"detector.kind": "blazeface", "detector.threads": 1}),
+])
+def test_good_values_load(tmp_path, text, values):
     path = tmp_path / "good.toml"
     path.write_text(text)
     config = load_config(path)
-    assert isinstance(config.capture.fps, float)
+    expected = Config()
+    for key, value in values.items():
+        expected = set_key(expected, key, value)
+    assert config == expected
+    assert (config == Config()) == (not values)  # each value set is not its default: the file was read
+    assert type(config.capture.fps) is float
 
 
 def test_missing_file_is_an_error(tmp_path):
@@ -78,9 +91,9 @@ def test_override_is_validated():
 
 
 def test_override_reaches_a_nested_table_and_names_its_path():
-    config = override(Config(), "detector.haar", max_missed=7)
-    assert config.detector.haar.max_missed == 7 and config.detector.haar.min_face == Config().detector.haar.min_face
-    with pytest.raises(ConfigError, match="detector.haar.max_missed must be <= 300"):
-        override(Config(), "detector.haar", max_missed=1000)
+    config = override(Config(), "detector.haar", max_lost=7)
+    assert config.detector.haar.max_lost == 7 and config.detector.haar.min_face == Config().detector.haar.min_face
+    with pytest.raises(ConfigError, match="detector.haar.max_lost must be <= 300"):
+        override(Config(), "detector.haar", max_lost=1000)
     with pytest.raises(ConfigError, match="config key detector.min_face moved: it is now detector.haar.min_face"):
         override(Config(), "detector", min_face=0.1)

@@ -12,6 +12,7 @@ from edge.boxes import iou_matrix
 from edge.config import DETECTOR_KINDS, DetectorConfig, HaarConfig
 from edge.detect import BACKENDS, Detections, DetectorError, make_detector
 from edge.haar import HaarDetector, plan_full_scan, suppress_duplicates
+from edge.video import read_frames
 from tests.conftest import DATA
 
 # Hand-checked boxes of the five faces in multi_face.jpg (x1, y1, x2, y2).
@@ -24,12 +25,7 @@ def gray(name: str) -> np.ndarray:
 
 
 def video_frames(name: str, color: bool = False) -> list[np.ndarray]:
-    capture, frames = cv2.VideoCapture(str(DATA / name)), []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return frames
-        frames.append(frame if color else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+    return [frame if color else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) for frame in read_frames(DATA / name)]
 
 
 def boxes_of(detector: HaarDetector, frame: np.ndarray, still: bool = False) -> np.ndarray:
@@ -37,16 +33,17 @@ def boxes_of(detector: HaarDetector, frame: np.ndarray, still: bool = False) -> 
 
 
 @pytest.mark.parametrize("columns, message", [
-    ({"xyxy": np.zeros((2, 4)), "scores": np.ones(2), "keypoints": np.zeros((2, 6, 2))}, None),
-    ({"xyxy": []}, None),
+    ({"xyxy": np.full((2, 4), 7.0), "scores": np.ones(2), "keypoints": np.zeros((2, 6, 2))}, 2),
+    ({"xyxy": []}, 0),
     ({"xyxy": np.zeros((3,))}, r"xyxy: expected shape \(_, 4\), got \(3,\)"),
     ({"xyxy": np.zeros((2, 4)), "scores": np.ones(3)}, r"scores: expected shape \(2,\), got \(3,\)"),
     ({"xyxy": np.zeros((1, 4)), "keypoints": np.zeros((1, 6))}, r"keypoints: expected shape \(1, _, 2\)"),
 ])
 def test_detections_validate_their_columns(columns, message):
-    if message is None:
+    if isinstance(message, int):  # valid: that many faces, boxes as (n, 4) int32 pixels
         detections = Detections(**columns)
-        assert detections.xyxy.dtype == np.int32 and detections.xyxy.shape == (len(detections), 4)
+        assert len(detections) == message and detections.xyxy.dtype == np.int32
+        assert detections.xyxy.tolist() == [[7, 7, 7, 7]] * message
     else:
         with pytest.raises(ValueError, match=message):
             Detections(**columns)
@@ -197,22 +194,22 @@ def test_large_sizes_are_scanned_every_few_frames_and_small_ones_over_scan_slice
         assert fast_sizes == {u.size for units in cycle[k:k + FAST_SLICES] for u in units if u.size in fast_sizes}
 
 
-def test_a_lost_face_is_searched_for_as_long_as_it_was_seen_up_to_max_missed():
+def test_a_lost_face_is_searched_for_as_long_as_it_was_seen_up_to_max_lost():
     frames = video_frames("single_face.mp4")
     flat = np.full_like(frames[0], 120)
-    config = HaarConfig(max_missed=20)
+    config = HaarConfig(max_lost=20)
     long_seen = HaarDetector(config)
     for frame in frames[:40]:
         long_seen.detect(frame)
     kept = []
     for _ in range(25):
         assert len(long_seen.detect(flat)) == 0  # a lost face is not shown
-        kept.append(len(long_seen.tracks))
+        kept.append(len(long_seen.faces))
     assert kept[:20] == [1] * 20 and kept[20:] == [0] * 5
     briefly_seen = HaarDetector(config)
     for frame in frames[:2]:
         briefly_seen.detect(frame)
-    assert [len(briefly_seen.detect(flat)) + len(briefly_seen.tracks) for _ in range(5)] == [1, 1, 1, 0, 0]
+    assert [len(briefly_seen.detect(flat)) + len(briefly_seen.faces) for _ in range(5)] == [1, 1, 1, 0, 0]
 
 
 def test_a_lost_face_found_again_is_the_same_face_shown_at_once():

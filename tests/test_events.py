@@ -30,7 +30,7 @@ def test_each_frame_is_in_the_file_as_soon_as_it_is_written(tmp_path, suffix):
     path = tmp_path / f"events{suffix}"
     sink = EventSink(path, LABELS)
     for frame in range(3):
-        sink.write(event(frame))
+        sink.write_event(event(frame))
         text = path.read_text()  # read by another reader while the run goes on: complete up to this frame
         if suffix == ".csv":
             rows = list(csv.DictReader(text.splitlines()))
@@ -49,8 +49,8 @@ def test_a_csv_of_no_frame_still_has_its_header(tmp_path):
 def test_a_write_that_fails_part_way_leaves_the_whole_frames_before_it(tmp_path, monkeypatch):
     path = tmp_path / "e.jsonl"
     sink = EventSink(path, LABELS)
-    sink.write(event(0))
-    sink.write(event(1))
+    sink.write_event(event(0))
+    sink.write_event(event(1))
     real_write = os.write
 
     def disk_fills(fd, data):  # the first bytes of the frame fit, then the disk is full
@@ -62,10 +62,10 @@ def test_a_write_that_fails_part_way_leaves_the_whole_frames_before_it(tmp_path,
 
     monkeypatch.setattr(render.os, "write", disk_fills)
     with pytest.raises(OSError) as failure:
-        sink.write(event(2))
+        sink.write_event(event(2))
     assert failure.value.errno == errno.ENOSPC and failure.value.filename == str(path)
     with pytest.raises(OSError):  # and every later write fails too, without touching the file
-        sink.write(event(3))
+        sink.write_event(event(3))
     monkeypatch.setattr(render.os, "write", real_write)
     sink.close()  # nothing more to raise: the failure was reported once
     assert [json.loads(line)["frame"] for line in path.read_text().splitlines()] == [0, 1]
@@ -74,13 +74,13 @@ def test_a_write_that_fails_part_way_leaves_the_whole_frames_before_it(tmp_path,
 def test_dev_full_fails_at_the_first_frame_and_dev_null_takes_everything(tmp_path):
     sink = EventSink(render.Path("/dev/full"), LABELS)
     with pytest.raises(OSError, match="No space left"):
-        sink.write(event(0))
+        sink.write_event(event(0))
     sink.close()
     sink = EventSink(render.Path("/dev/null"), LABELS)  # it cannot be synced: nothing to lose
     for frame in range(3):
-        sink.write(event(frame))
+        sink.write_event(event(frame))
     time.sleep(render.SYNC_INTERVAL_S * 1.5)
-    sink.write(event(3))
+    sink.write_event(event(3))
     sink.close()
 
 
@@ -99,7 +99,7 @@ def test_a_killed_writer_leaves_every_frame_it_wrote(tmp_path):
             "from edge.render import EventSink\n"
             f"sink = EventSink(Path({str(path)!r}), ('happy', 'sad'))\n"
             "for frame in range(25):\n"
-            "    sink.write({'frame': frame, 'seq': frame, 't': frame / 30, 'faces': []})\n"
+            "    sink.write_event({'frame': frame, 'seq': frame, 't': frame / 30, 'faces': []})\n"
             "os.kill(os.getpid(), 9)\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == -9

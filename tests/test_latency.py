@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edge.latency import LatencyStats, StageLatency
-from edge.pipeline import RunSummary
+from edge.pipeline import RunStats
 
 
 def test_percentiles_are_within_the_bins_resolution_of_the_exact_ones():
@@ -37,9 +37,9 @@ def test_memory_does_not_grow_with_the_frames():
     assert stats.summary()["total"]["count"] == 50_001
 
 
-def test_a_run_summary_keeps_no_per_frame_records():
-    fields = RunSummary.__dataclass_fields__
-    assert "latencies" not in fields and isinstance(RunSummary().latency, LatencyStats)
+def test_the_run_stats_keep_no_per_frame_records():
+    fields = RunStats.__dataclass_fields__
+    assert "latencies" not in fields and isinstance(RunStats().latency, LatencyStats)
 
 
 def test_extremes_land_in_the_first_and_last_bins():

@@ -14,7 +14,7 @@ import pytest
 
 from edge.channel import Channel
 from edge.messages import END, Classified, EndOfStream, FrameTask, Ready, StageError
-from edge.pipeline import InOrder, RunSummary
+from edge.pipeline import InOrder, RunStats
 from edge.results import Faces, FrameResult, Stamps
 from edge.supervisor import PipelineError, StartupError, Supervisor
 from edge.watchdog import Watchdog
@@ -50,18 +50,18 @@ def test_a_missing_result_holds_back_the_later_ones():
     assert list(in_order.add(0, 0)) == [0, 1, 2]
 
 
-def test_the_summary_counts_frames_faces_and_the_first_frame_and_keeps_latencies():
-    summary = RunSummary(started=100.0)
+def test_the_run_stats_count_frames_faces_and_the_first_frame_and_keeps_latencies():
+    stats = RunStats(started=100.0)
     labels = ("a", "b")
     for i, boxes in enumerate([[[0, 0, 10, 10]], [], [[1, 1, 9, 9], [20, 20, 30, 30]]]):
         faces = Faces(np.array(boxes).reshape(-1, 4), np.full((len(boxes), 2), 0.5), labels)
         stamps = Stamps(captured=100.5 + i, detect_start=100.6 + i, detect_end=100.7 + i, rendered=101.0 + i)
-        summary.add(FrameResult(seq=i, index=i, timestamp=i / 30, faces=faces, stamps=stamps))
-    assert (summary.frames_done, summary.frames_with_faces) == (3, 2)
-    assert summary.first_frame_s == pytest.approx(1.0)
-    detect = summary.latency.summary()["detect"]
+        stats.add(FrameResult(seq=i, index=i, timestamp=i / 30, faces=faces, stamps=stamps))
+    assert (stats.frames_done, stats.frames_with_faces) == (3, 2)
+    assert stats.first_frame_s == pytest.approx(1.0)
+    detect = stats.latency.summary()["detect"]
     assert detect["count"] == 3 and detect["mean"] == pytest.approx(100.0, rel=1e-3)
-    assert summary.latency.summary()["total"]["mean"] == pytest.approx(500.0, rel=1e-3)
+    assert stats.latency.summary()["total"]["mean"] == pytest.approx(500.0, rel=1e-3)
 
 
 # --- fake workers (module level: spawned processes import this module) -----------------------------------

@@ -12,7 +12,7 @@ LABELS = ("a", "b", "c")
 
 def test_faces_derive_labels_scores_and_records():
     faces = Faces(np.array([[1, 2, 11, 12], [5, 5, 9, 9]]), np.array([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1]]), LABELS)
-    assert faces.label == ["b", "a"]
+    assert faces.shown_label == ["b", "a"]
     np.testing.assert_allclose(faces.score, [0.7, 0.6], rtol=1e-6)
     assert faces.track_id.tolist() == [-1, -1]
     record = faces.records()[0]

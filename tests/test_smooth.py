@@ -32,7 +32,7 @@ def test_ema_by_hand():
     out = feed(smoother, [(0.0, [1, 0, 0]), (0.1, [0, 1, 0]), (0.2, [0, 1, 0]), (0.4, [0, 0, 1])])
     expected = [[1, 0, 0], [0.5, 0.5, 0], [0.25, 0.75, 0], [0.0625, 0.1875, 0.75]]  # weights 1/2, 1/2, 3/4
     np.testing.assert_allclose([f.smoothed[0] for f in out], expected, atol=1e-6)
-    assert [f.label[0] for f in out] == ["a", "a", "b", "c"]  # the 0.5/0.5 tie keeps the first
+    assert [f.shown_label[0] for f in out] == ["a", "a", "b", "c"]  # the 0.5/0.5 tie keeps the first
     assert [f.raw_label[0] for f in out] == ["a", "b", "b", "c"]
 
 
@@ -62,7 +62,7 @@ def test_a_single_outlier_frame_does_not_flip_the_label():
     smoother = Smoother(SmoothingConfig(), LABELS)
     steady, outlier = [0.1, 0.8, 0.1], [0.9, 0.05, 0.05]
     samples = [(i / 30, outlier if i == 10 else steady) for i in range(20)]
-    assert {f.label[0] for f in feed(smoother, samples)} == {"b"}
+    assert {f.shown_label[0] for f in feed(smoother, samples)} == {"b"}
 
 
 def test_tracks_are_smoothed_separately_and_ended_tracks_forgotten():
@@ -80,7 +80,7 @@ def test_untracked_faces_keep_their_raw_probabilities():
     smoother = Smoother(SmoothingConfig(), LABELS)
     out = smoother.update(one_face([0.2, 0.7, 0.1], track_id=-1), 0.0)
     np.testing.assert_allclose(out.smoothed, [[0.2, 0.7, 0.1]], atol=1e-6)
-    assert out.label == ["b"] and smoother.states == {}
+    assert out.shown_label == ["b"] and smoother.states == {}
 
 
 def test_faces_records_carry_raw_and_smoothed():

@@ -77,7 +77,7 @@ def test_events_written_by_the_sink_give_the_same_summary(events, tmp_path, suff
     path = tmp_path / f"sink{suffix}"
     sink = EventSink(path, LABELS)
     for result in frame_results(events):
-        sink.write(result.record())
+        sink.write(None, result)
     sink.close()
     expected = summarize(read_events(events))
     assert summarize(read_events(path))["tracks"] == expected["tracks"]

@@ -146,7 +146,7 @@ def test_tracked_labels_give_ids_and_steady_labels_as_the_cli_shows_them():
         probs = [[0.9, 0.1]] if i < 8 else [[0.3, 0.7]]  # two flickering frames at the end
         faces = step.update(Faces(np.array([box(10 + 2 * i, 50)]), np.array(probs, np.float32), labels), t=i / 30)
         assert faces.track_id.tolist() == [0]
-        shown += faces.label
+        shown += faces.shown_label
     assert shown == ["happy"] * 10  # two frames of "sad" do not flip a smoothed, hysteretic label
     assert faces.raw_label == ["sad"] and faces.smoothed[0, 0] > 0.5
 

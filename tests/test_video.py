@@ -62,7 +62,7 @@ def result(index: int, fps: float = 30.0) -> FrameResult:
 
 def test_h264_mp4_decodes_as_written_in_fragments(tmp_path):
     frames, path = clip(), tmp_path / "out.mp4"
-    sink = VideoSink(path, 30.0, RenderConfig())
+    sink = VideoSink(path, RenderConfig(), fps=30.0)
     for i, frame in enumerate(frames):
         sink.write(frame.copy(), result(i))
     sink.close()
@@ -112,7 +112,7 @@ def test_codec_and_suffix_choose_the_writer(tmp_path, codec, suffix, expected):
 def test_without_pyav_mp4v_is_written_with_a_one_line_warning(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "av", None)  # `import av` now raises ImportError
     assert not video.pyav_available()
-    sink = VideoSink(tmp_path / "out.mp4", 30.0, RenderConfig())
+    sink = VideoSink(tmp_path / "out.mp4", RenderConfig(), fps=30.0)
     with caplog.at_level(logging.WARNING, logger="edge.video"):
         for i, frame in enumerate(clip()[:10]):
             sink.write(frame, result(i))
@@ -126,7 +126,7 @@ def test_without_pyav_mp4v_is_written_with_a_one_line_warning(tmp_path, monkeypa
 @pytest.mark.parametrize("codec", ["h264x", "", "mp4"])
 def test_a_bad_codec_is_refused_before_the_run(tmp_path, codec):
     with pytest.raises(OutputError, match="render.codec must be 'h264' or a 4-character FourCC"):
-        VideoSink(tmp_path / "out.mp4", 30.0, RenderConfig(codec=codec))
+        VideoSink(tmp_path / "out.mp4", RenderConfig(codec=codec), fps=30.0)
 
 
 # --- write failures: a file size limit stands in for a full disk ------------------------------------------
@@ -142,15 +142,16 @@ path, codec, limit, loops = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), in
 capture, frames = cv2.VideoCapture(sys.argv[5]), []
 while (frame := capture.read()[1]) is not None:
     frames.append(frame)
-sink = VideoSink(path, 30.0, RenderConfig(codec=codec))
+sink = VideoSink(path, RenderConfig(codec=codec), fps=30.0)
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as ENOSPC would fail it
 if limit:
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-report = {"failed_at": None, "close_error": None}
+report = {"failed_at": None, "close_error": None, "frames": 0}
 try:
     for i in range(loops * len(frames)):
         sink.write(frames[i % len(frames)].copy(), FrameResult(seq=i, index=i, timestamp=i / 30,
                                                                 faces=Faces.empty(("a",))))
+        report["frames"] += 1  # written whole
 except OSError as exc:
     report["failed_at"] = i
     report["write_error"] = str(exc)
@@ -158,7 +159,6 @@ try:
     sink.close()
 except OSError as exc:
     report["close_error"] = str(exc)
-report["frames"] = sink.frames
 print(json.dumps(report))
 """
 
@@ -212,7 +212,7 @@ from edge.results import Faces, FrameResult
 capture, frames = cv2.VideoCapture(sys.argv[2]), []
 while (frame := capture.read()[1]) is not None:
     frames.append(frame)
-sink = VideoSink(Path(sys.argv[1]), 30.0, RenderConfig())
+sink = VideoSink(Path(sys.argv[1]), RenderConfig(), fps=30.0)
 for i in range(int(sys.argv[3])):
     sink.write(frames[i % len(frames)].copy(), FrameResult(seq=i, index=i, timestamp=i / 30, faces=Faces.empty(("a",))))
 print("written", flush=True)

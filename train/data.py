@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.capture import IMAGE_SUFFIXES
 from edge.datasets import (FER2013_COLUMNS, FER2013_SIDE, FERPLUS_COLUMNS, FERPLUS_EMOTIONS,  # noqa: F401
                            FERPLUS_NAMES, FERPLUS_VOTES, LABEL_ALIASES, SPLITS, ClassSet, DatasetError,
                            ferplus_labels, read_fer2013, read_ferplus)
@@ -19,7 +20,6 @@ from train import TrainError
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # image-folder names -> split; class-folder names -> FER2013 class name
 SPLIT_FOLDERS = {"train": "Training", "training": "Training", "val": "PublicTest", "valid": "PublicTest",
                  "validation": "PublicTest", "publictest": "PublicTest", "test": "PrivateTest",
