@@ -116,6 +116,7 @@ class Presenter:
         self.outputs = outputs
         self.renderer = Renderer(config.render)
         self.tracked = TrackedLabels(config.tracker, config.smoothing, run.labels)
+        self.created = [path for path in (outputs.video, outputs.events) if path is not None and not path.exists()]
         self.sinks = make_sinks(outputs, config, run.labels, str(run.source_spec), show_summary, say)
         self.opened = False
 
@@ -164,6 +165,16 @@ class Presenter:
             except (WriteError, OutputError) as exc:
                 errors.append(str(exc))
         return errors[0] if errors else None
+
+    def discard_unstarted(self) -> None:
+        """The run failed before its first frame (a detector or model the workers could not load): the
+        output files it created are empty, so they go; a file that was there before is left as it is."""
+        if self.opened:
+            return
+        for path in self.created:
+            if path.is_file():
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
 
 def show_summary(summary: dict) -> None:
@@ -260,6 +271,8 @@ def run_to_end(pipeline: Pipeline, presenter: Presenter) -> int:
         failure = EXIT_FAILED, str(exc)
     finally:
         unwritten = presenter.close()
+    if failure is not None:
+        presenter.discard_unstarted()
     if failure is None and unwritten:
         failure = EXIT_FAILED, unwritten
     if failure is None and stats.error:

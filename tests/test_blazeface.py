@@ -136,10 +136,13 @@ def test_the_cli_runs_blazeface_and_refuses_bad_detectors(tmp_path):
                           (["--config", str(tmp_path / "bad_model.toml")], "is not a BlazeFace short-range model"),
                           (["--config", str(tmp_path / "no_model.toml"), "--detector", "blazeface"],
                            "BlazeFace model not found")]:
-        bad = run_cli("--source", str(DATA / "single_face.mp4"), "--headless", *args)
+        outputs = [tmp_path / "bad.jsonl", tmp_path / "bad.mp4"]
+        bad = run_cli("--source", str(DATA / "single_face.mp4"), "--headless", *args,
+                      "--events", str(outputs[0]), "--output", str(outputs[1]))
         errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
         assert bad.returncode == 2 and len(errors) == 1 and message in errors[0], bad.stderr
         assert "Traceback" not in bad.stderr
+        assert not any(path.exists() for path in outputs)  # no empty output left behind by a run that never began
 
 
 def fake_wheel(path, model: bytes) -> None:
