@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from edge.config import DetectorConfig
+from edge.crop import crop_faces  # noqa: F401 (its old home: scripts that import it from here keep working)
 
 # kind -> "module:Class"; the class is built from its own table, config.detector.<kind>.
 # Modules are imported only when chosen: a backend's dependencies load only if it is used.
