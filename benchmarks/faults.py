@@ -39,6 +39,7 @@ if str(REPO_ROOT) not in sys.path:  # `python benchmarks/faults.py` from anywher
 from benchmarks.media import bench_video  # noqa: E402
 from benchmarks.procmon import wait_until_quiet  # noqa: E402
 from edge.version import cpu_name  # noqa: E402
+from edge.video import decodable_frames  # noqa: E402
 
 DATA = REPO_ROOT / "tests" / "data"
 SHM = Path("/dev/shm")
@@ -318,14 +319,6 @@ class Media:
 
 def digest(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-
-
-def decodable_frames(path: Path) -> int:
-    capture, frames = cv2.VideoCapture(str(path)), 0
-    while capture.grab():
-        frames += 1
-    capture.release()
-    return frames
 
 
 def event_lines(path: Path) -> int | None:

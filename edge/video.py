@@ -179,6 +179,15 @@ def readable_frames(path: Path) -> int:
         capture.release()
 
 
+def decodable_frames(path: Path) -> int:
+    """Frames OpenCV can decode from a video file, counted by reading it through (0 if it does not open)."""
+    capture, frames = cv2.VideoCapture(str(path)), 0
+    while capture.grab():
+        frames += 1
+    capture.release()
+    return frames
+
+
 def open_writer(path: Path, fps: float, size: tuple[int, int], codec: str, preset: str,
                 threads: int) -> VideoWriter:
     """H.264 through PyAV for ``codec`` "h264" (mp4v with a warning without PyAV), else the FourCC via OpenCV."""

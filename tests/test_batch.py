@@ -23,6 +23,7 @@ import pytest
 from edge import batch
 from edge.batch import ModelFile, collect_inputs, make_tasks
 from edge.classify import DEFAULT_MODEL, Classifier
+from edge.video import decodable_frames
 from tests.conftest import ROOT, looped_video
 
 TIMEOUT_S = 300
@@ -48,14 +49,6 @@ def event_frames(folder: Path) -> int:
         return len((folder / "events.jsonl").read_text().splitlines())
     with (folder / "events.csv").open(newline="") as file:
         return len({(row["frame"], row["image"]) for row in csv.DictReader(file)})
-
-
-def video_frames(path: Path) -> int:
-    capture, frames = cv2.VideoCapture(str(path)), 0
-    while capture.grab():
-        frames += 1
-    capture.release()
-    return frames
 
 
 def report(out: Path) -> dict[str, dict]:
@@ -153,7 +146,7 @@ def test_inline_batch_writes_every_input_and_the_report(media, tmp_path):
     assert records["broken"]["status"] == "failed"
     assert records["broken"]["error"] == f"not a decodable video or image: {media / 'broken.mp4'}"
     assert not (out / "broken").exists()
-    expected = {clips[0]: 72, clips[1]: 72, "empty_room": video_frames(media / "a" / "empty_room.mp4"), "photos": 2}
+    expected = {clips[0]: 72, clips[1]: 72, "empty_room": decodable_frames(media / "a" / "empty_room.mp4"), "photos": 2}
     for name, frames in expected.items():
         record, folder = records[name], out / name
         assert record["status"] == "ok" and record["frames"] == frames == event_frames(folder), name
@@ -161,7 +154,7 @@ def test_inline_batch_writes_every_input_and_the_report(media, tmp_path):
         assert json.loads((folder / "done.json").read_text())["frames"] == frames
         assert record["fps"] > 0 and record["attempts"] == 1
     for clip in clips:
-        assert video_frames(out / clip / "annotated.mp4") == 72
+        assert decodable_frames(out / clip / "annotated.mp4") == 72
         assert records[clip]["tracks"] == 1 and records[clip]["dominant"] == {"0": "happy"}
         assert json.loads((out / clip / "summary.json").read_text())["tracks"][0]["dominant"] == "happy"
     assert sorted(os.listdir(out / "photos" / "annotated")) == ["multi_face.jpg", "single_face.jpg"]
