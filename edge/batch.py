@@ -54,6 +54,7 @@ HEARTBEAT_S = 1.0  # a running task rewrites its heartbeat this often
 PROGRESS_S = 0.25  # inline progress refreshes this often
 POLL_S = 0.5  # the driver wakes this often to refresh the progress of Ray tasks
 MAX_RETRIES = 1  # a task whose worker process died is run once more, then reported
+LOCAL_SYSTEM_CONFIG = {"enable_metrics_collection": False}  # a local Ray instance's: no metrics agent work
 
 
 class InputError(ValueError):
@@ -388,11 +389,11 @@ def run_task(task: Task, settings: Settings, model: ModelFile, stages: Stages | 
 
             cv2.setNumThreads(settings.threads)
         stages = stages or process_stages(settings.config, model.local())
-        begun = time.perf_counter()  # after the model and cascades are loaded (once per worker process)
+        begun, cpu_begun = time.perf_counter(), time.process_time()  # after the model and cascades are loaded
         record.update(analyse(task, settings, stages, partial, heartbeat))
         seconds = time.perf_counter() - begun
         record.update(status="ok", seconds=round(seconds, 3), fps=round(record["frames"] / seconds, 1),
-                      setup_s=round(begun - started, 3))
+                      cpu_s=round(time.process_time() - cpu_begun, 3), setup_s=round(begun - started, 3))
         (partial / HEARTBEAT).unlink()
         write_json(partial / MARKER, record)
         publish(partial, out / task.name)
@@ -508,6 +509,10 @@ class RayBatch:
         options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": not quiet}
         if self.local:  # a cluster keeps its own settings
             options.update(include_dashboard=False, num_cpus=max(1, int(round(workers * cpus))) if workers else None)
+            # A throwaway instance with no dashboard: nobody reads its metrics or its usage report, and their
+            # collection takes CPU from the tasks on the same cores (RAY_USAGE_STATS_ENABLED=1 still turns it on).
+            options["_system_config"] = LOCAL_SYSTEM_CONFIG
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         try:
             ray.init(address="local" if self.local else address, **options)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -526,6 +531,8 @@ class RayBatch:
         ray = self.ray
         remote = ray.remote(run_task)
         options = {"num_cpus": self.cpus, "max_retries": MAX_RETRIES, "retry_exceptions": False}
+        if self.local:  # task events feed the dashboard and the state API, which a local instance's user never sees
+            options["enable_task_events"] = False
         model_ref = ray.put(model)  # one copy in the object store for every task
         pending = deque(tasks)
         running: dict[Any, Task] = {}

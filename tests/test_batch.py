@@ -153,6 +153,7 @@ def test_inline_batch_writes_every_input_and_the_report(media, tmp_path):
         assert {"events.csv", "summary.json", "summary.csv", "timeline.png", "done.json"} <= set(os.listdir(folder))
         assert json.loads((folder / "done.json").read_text())["frames"] == frames
         assert record["fps"] > 0 and record["attempts"] == 1
+        assert 0 < record["cpu_s"] <= (os.cpu_count() or 1) * record["seconds"] + 0.5  # the task's own CPU time
     for clip in clips:
         assert decodable_frames(out / clip / "annotated.mp4") == 72
         assert records[clip]["tracks"] == 1 and records[clip]["dominant"] == {"0": "happy"}

@@ -287,3 +287,26 @@ def test_checkouts_refuses_a_missing_checkout(data, tmp_path, capsys):
 
     assert checkouts([str(tmp_path / "nowhere"), "--source", str(data / "single_face.mp4")]) == 2
     assert capsys.readouterr().err.startswith("error: not found:")
+
+
+def test_batch_benchmark_tells_ray_workers_from_its_services():
+    """The raylet's command line names the workers' script; it is a service, and a starting worker is a worker."""
+    from benchmarks.batch import identify
+
+    titles = {"/x/ray/core/src/ray/raylet/raylet --python_worker_command=/x/ray/_private/workers/default_worker.py":
+              ("Ray services", "raylet"),
+              "/x/python /x/ray/_private/workers/default_worker.py --node-ip-address=127.0.0.1": ("Ray workers", "worker"),
+              "/x/python -u /x/ray/_private/log_monitor.py --session-dir=/tmp/s": ("Ray services", "log monitor"),
+              "/x/python -c pass": ("children", "children")}
+    sleeper = "import sys, time; time.sleep(30)"
+    children = {title: subprocess.Popen([sys.executable, "-c", sleeper, *title.split()]) for title in titles}
+    try:
+        import psutil
+
+        for title, child in children.items():
+            assert identify(psutil.Process(child.pid), os.getpid()) == titles[title], title
+        assert identify(psutil.Process(os.getpid()), os.getpid()) == ("command", "command")
+    finally:
+        for child in children.values():
+            child.kill()
+            child.wait()
