@@ -241,8 +241,8 @@ def test_settings_are_config_tables(tmp_path):
     analyzer = edge.Analyzer(config=toml, detector={"haar": {"min_face": 0.05}})  # keywords over the file
     assert len(analyzer.analyze(DATA / "multi_face.jpg")) == 5
     assert analyzer.config.detector.haar.min_face == 0.05
-    results = edge.stream(DATA / "single_face.mp4", tracker={"enabled": False})
-    assert all(face.track_id == -1 for r in results for face in r.faces)
+    untracked = [face for r in edge.stream(DATA / "single_face.mp4", tracker={"enabled": False}) for face in r.faces]
+    assert len(untracked) >= 70 and all(face.track_id == -1 for face in untracked)
     assert edge.Analyzer(config=Config()).labels[3] == "happy"
 
 

@@ -182,13 +182,6 @@ def test_process_monitor_sees_children_with_names():
     assert report["samples"] >= 5
 
 
-def smoke_model(tmp_path: Path) -> Path:
-    for candidate in (DEFAULT_MODEL, Path("/tmp/tmpmodel.tflite")):
-        if candidate.is_file() and candidate.with_suffix(".json").is_file():
-            return candidate
-    pytest.skip("no TFLite model with a sidecar to benchmark")
-
-
 def sane_latency(latency: dict) -> None:
     for stage, s in latency.items():
         assert 0 <= s["p50"] <= s["p95"] <= s["p99"] <= s["max"], stage
@@ -196,7 +189,7 @@ def sane_latency(latency: dict) -> None:
 
 
 def test_fps_smoke_run_writes_every_section(data, tmp_path):
-    model = smoke_model(tmp_path)
+    model = DEFAULT_MODEL  # shipped with its sidecar (tests/test_model.py checks every shipped model is there)
     float_copy = tmp_path / "float_stand_in.tflite"  # the plumbing of --float-model, without TensorFlow
     shutil.copy(model, float_copy)
     shutil.copy(model.with_suffix(".json"), float_copy.with_suffix(".json"))
@@ -218,7 +211,6 @@ def test_fps_smoke_run_writes_every_section(data, tmp_path):
     for name, v in variants.items():
         assert v["frames"] == 72, name
         assert v["fps"] > 0 and v["wall_fps"] > 0, name
-    assert variants["decode"]["fps"] > variants["pipeline"]["fps"]
     for name in ("seeds", "sequential", "pipeline"):
         v = variants[name]
         sane_latency(v["latency_ms"])
