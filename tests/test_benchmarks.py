@@ -214,7 +214,7 @@ def test_fps_smoke_run_writes_every_section(data, tmp_path):
     for name in ("seeds", "sequential", "pipeline"):
         v = variants[name]
         sane_latency(v["latency_ms"])
-        assert 0.0 <= v["recall"]["recall"] <= 1.0 and v["recall"]["reference_frames"] > 0
+        assert v["recall"]["recall"] >= 0.9 and v["recall"]["reference_frames"] > 0  # the clip's face, found
         assert v["face_recall"]["reference_faces"] >= v["recall"]["reference_frames"]  # one face a frame, or more
         assert v["resources"]["total"]["mem_peak_mb"] > 0
     pipeline = variants["pipeline"]
@@ -227,11 +227,12 @@ def test_fps_smoke_run_writes_every_section(data, tmp_path):
     assert ratios["pipeline_over_seeds"] == pytest.approx(pipeline["fps"] / variants["seeds"]["fps"])
     assert ratios["pipeline_over_decode"] == pytest.approx(pipeline["fps"] / variants["decode"]["fps"])
     startup = results["startup"]
-    assert len(startup["runs_s"]) == 1 and 0 < startup["median_s"] < 30
+    assert len(startup["runs_s"]) == 1 and startup["median_s"] == startup["runs_s"][0] > 0  # (no bound on speed)
     live = results["live"]
     assert live["frames_read"] + live["source_skipped"] == 72
     assert live["frames_done"] + live["dropped"] == live["frames_read"]
-    assert 0.0 <= live["drop_rate"] <= 1.0 and live["fps_target"] == pytest.approx(30.0)
+    assert live["drop_rate"] == pytest.approx((live["dropped"] + live["source_skipped"]) / 72)
+    assert live["fps_target"] == pytest.approx(30.0)
     sane_latency(live["latency_ms"])
     bench = results["classifier"]
     assert bench["crops"] > 0 and len(bench["rows"]) == 2  # two models x one thread count
