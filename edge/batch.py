@@ -384,10 +384,11 @@ def run_task(task: Task, settings: Settings, model: ModelFile, stages: Stages | 
     try:
         shutil.rmtree(partial, ignore_errors=True)
         heartbeat.start()
-        if settings.threads is not None and settings.config.detector.threads == 0:
+        threads = settings.config.detector.threads or settings.threads  # the config's, else the task's CPUs
+        if threads:  # else OpenCV's default, one per core (inline)
             import cv2
 
-            cv2.setNumThreads(settings.threads)
+            cv2.setNumThreads(threads)
         stages = stages or process_stages(settings.config, model.local())
         begun, cpu_begun = time.perf_counter(), time.process_time()  # after the model and cascades are loaded
         record.update(analyse(task, settings, stages, partial, heartbeat))

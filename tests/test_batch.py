@@ -263,6 +263,24 @@ def test_a_model_travels_as_bytes_to_a_worker_without_the_file(tmp_path):
     assert shipped == ModelFile(name="fer2013-mini-xception") and shipped.local() == DEFAULT_MODEL
 
 
+@pytest.mark.parametrize("config_threads, task_cpus, expected", [(0, 1, 1), (1, 2, 1), (2, 1, 2)])
+def test_a_task_runs_opencv_on_the_configs_threads_else_on_its_cpus(data, tmp_path, config_threads, task_cpus,
+                                                                    expected):
+    from edge.config import load_config, override
+
+    config = override(load_config(None), "detector", threads=config_threads)
+    settings = batch.Settings(str(tmp_path), "run", config, plot=False, threads=task_cpus)
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(3)
+    try:
+        record = batch.run_task(batch.Task("clip", str(data / "single_face.mp4")), settings,
+                                ModelFile.of(DEFAULT_MODEL))
+        assert record["status"] == "ok" and record["frames"] == 72
+        assert cv2.getNumThreads() == expected
+    finally:
+        cv2.setNumThreads(before)
+
+
 def test_a_url_is_read_whole_at_the_source_timestamps(data, tmp_path):
     clip = tmp_path / "served" / "clip.avi"  # MJPG in AVI: FFmpeg reads it over plain HTTP without seeking
     clip.parent.mkdir()
