@@ -23,6 +23,7 @@ import numpy as np
 
 from edge.capture import Source
 from edge.config import ServeConfig
+from edge.outputs import Context, Option, Outputs
 from edge.render import FpsMeter
 from edge.results import STAGES, FrameResult
 
@@ -204,6 +205,19 @@ def mean_probs(faces: dict) -> list[float] | None:
 
 class WebView:
     """Serves the pipeline's newest frame and results to any number of browsers and scripts."""
+
+    options = (Option("--serve", "serve", "watch in a browser at http://HOST:PORT/ (127.0.0.1 unless another host "
+                      "is given)", type=str, metavar="HOST:PORT"),
+               Option("--serve-linger", "linger",
+                      "with --serve: after the source ends, keep serving its last frame until Ctrl-C"))
+
+    @classmethod
+    def build(cls, outputs: Outputs, context: Context) -> WebView | None:
+        if not outputs.serve:
+            return None
+        view = cls(outputs.serve, context.config.serve, context.labels, context.config.render.fps_window_s)
+        context.say(f"web view on {view.url}")
+        return view
 
     def __init__(self, address: str, config: ServeConfig, labels: tuple[str, ...], fps_window_s: float) -> None:
         host, port = parse_address(address)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from edge.capture import Source
+from edge.outputs import Context, Option, Outputs
 from edge.render import OutputError
 from edge.results import UNCERTAIN, FrameResult
 
@@ -281,6 +282,14 @@ class SummarySink:
     The folder is checked (made) when the sink is made, before the run; ``close`` writes the files
     (nothing for a run with no frame) and hands the summary to ``report``.
     """
+
+    options = (Option("--summary", "summary_dir", "per-track emotion summary (JSON, CSV, timeline PNG) into DIR "
+                      "at the end", type=Path, metavar="DIR",
+                      writes=lambda folder, source: [folder / name for name in SUMMARY_FILES]),)
+
+    @classmethod
+    def build(cls, outputs: Outputs, context: Context) -> SummarySink | None:
+        return cls(outputs.summary_dir, context.source, context.report) if outputs.summary_dir else None
 
     def __init__(self, out_dir: Path, source: str, report: Callable[[dict[str, Any]], None]) -> None:
         prepare_output(out_dir)
