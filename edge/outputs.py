@@ -60,6 +60,7 @@ class Context:
     source: str  # the source as named (--source), for what a sink writes about it
     report: Callable[[dict], None]  # receives the --summary summary once written
     say: Callable[[str], None]  # a line for the user (stderr)
+    plot: bool = True  # the summary draws its timeline.png (where matplotlib is installed): the batch's --no-plot
 
 
 class SinkKind(Protocol):

@@ -14,7 +14,7 @@ from edge.render import AnnotatedFrames, EventSink, Window
 from edge.serve import WebView
 from edge.summary import SummarySink
 
-__all__ = ["SINKS", "Context", "Option", "Outputs", "Sink", "add_options", "make_sinks", "named_paths",
+__all__ = ["SINKS", "Context", "Option", "Outputs", "Sink", "add_options", "close_all", "make_sinks", "named_paths",
            "outputs_of", "written_files"]
 
 # Every sink a run can have, in the order they are built, written and closed: checks first (the
@@ -64,13 +64,14 @@ def named_paths(outputs: Outputs) -> list[Path]:
 
 
 def make_sinks(outputs: Outputs, config: Config, labels: tuple[str, ...], source: str,
-               report: Callable[[dict], None], say: Callable[[str], None]) -> list[Sink]:
+               report: Callable[[dict], None], say: Callable[[str], None], plot: bool = True) -> list[Sink]:
     """Every sink ``outputs`` asks for, in the order of ``SINKS``; if one cannot be built, those built already are closed.
 
-    ``labels`` are the model's; ``source`` names the source in the summary; ``report`` gets the
-    summary once written, ``say`` a line for the user.
+    The CLI and edge.batch both build their outputs here. ``labels`` are the model's; ``source``
+    names the source in the summary; ``report`` gets the summary once written, ``say`` a line for
+    the user; ``plot`` False: the summary draws no timeline.
     """
-    context = Context(config, labels, source, report, say)
+    context = Context(config, labels, source, report, say, plot)
     unknown = set(outputs.values) - {option.name for option in options()}
     if unknown:
         raise ValueError(f"no sink has the option {sorted(unknown)[0]!r}")
@@ -86,3 +87,15 @@ def make_sinks(outputs: Outputs, config: Config, labels: tuple[str, ...], source
                 sink.close()
         raise
     return sinks
+
+
+def close_all(sinks: list[Sink]) -> None:
+    """Close every sink in order, whatever fails; then raise the first failure."""
+    failure: BaseException | None = None
+    for sink in sinks:
+        try:
+            sink.close()
+        except Exception as exc:  # noqa: BLE001 (re-raised below, once every sink is closed)
+            failure = failure or exc
+    if failure is not None:
+        raise failure
