@@ -187,6 +187,8 @@ def test_quiet_and_live_sources_have_no_bar(tmp_path):
     assert REPORT.match(final_lines(terminal)[-1])
     code, terminal, _ = run_on_terminal("--source", str(DATA / "single_face.mp4"), "--headless", "--live", "yes")
     assert code == 0 and "/72" not in terminal, terminal
+    shown = final_lines(terminal)
+    assert shown and REPORT.match(shown[-1]), terminal  # the run's report reached the terminal, and no bar
 
 
 def test_no_bar_when_stderr_is_not_a_terminal():

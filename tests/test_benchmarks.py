@@ -182,13 +182,6 @@ def test_process_monitor_sees_children_with_names():
     assert report["samples"] >= 5
 
 
-def smoke_model(tmp_path: Path) -> Path:
-    for candidate in (DEFAULT_MODEL, Path("/tmp/tmpmodel.tflite")):
-        if candidate.is_file() and candidate.with_suffix(".json").is_file():
-            return candidate
-    pytest.skip("no TFLite model with a sidecar to benchmark")
-
-
 def sane_latency(latency: dict) -> None:
     for stage, s in latency.items():
         assert 0 <= s["p50"] <= s["p95"] <= s["p99"] <= s["max"], stage
@@ -196,7 +189,7 @@ def sane_latency(latency: dict) -> None:
 
 
 def test_fps_smoke_run_writes_every_section(data, tmp_path):
-    model = smoke_model(tmp_path)
+    model = DEFAULT_MODEL  # shipped with its sidecar (tests/test_model.py checks every shipped model is there)
     float_copy = tmp_path / "float_stand_in.tflite"  # the plumbing of --float-model, without TensorFlow
     shutil.copy(model, float_copy)
     shutil.copy(model.with_suffix(".json"), float_copy.with_suffix(".json"))
@@ -218,11 +211,10 @@ def test_fps_smoke_run_writes_every_section(data, tmp_path):
     for name, v in variants.items():
         assert v["frames"] == 72, name
         assert v["fps"] > 0 and v["wall_fps"] > 0, name
-    assert variants["decode"]["fps"] > variants["pipeline"]["fps"]
     for name in ("seeds", "sequential", "pipeline"):
         v = variants[name]
         sane_latency(v["latency_ms"])
-        assert 0.0 <= v["recall"]["recall"] <= 1.0 and v["recall"]["reference_frames"] > 0
+        assert v["recall"]["recall"] >= 0.9 and v["recall"]["reference_frames"] > 0  # the clip's face, found
         assert v["face_recall"]["reference_faces"] >= v["recall"]["reference_frames"]  # one face a frame, or more
         assert v["resources"]["total"]["mem_peak_mb"] > 0
     pipeline = variants["pipeline"]
@@ -235,11 +227,12 @@ def test_fps_smoke_run_writes_every_section(data, tmp_path):
     assert ratios["pipeline_over_seeds"] == pytest.approx(pipeline["fps"] / variants["seeds"]["fps"])
     assert ratios["pipeline_over_decode"] == pytest.approx(pipeline["fps"] / variants["decode"]["fps"])
     startup = results["startup"]
-    assert len(startup["runs_s"]) == 1 and 0 < startup["median_s"] < 30
+    assert len(startup["runs_s"]) == 1 and startup["median_s"] == startup["runs_s"][0] > 0  # (no bound on speed)
     live = results["live"]
     assert live["frames_read"] + live["source_skipped"] == 72
     assert live["frames_done"] + live["dropped"] == live["frames_read"]
-    assert 0.0 <= live["drop_rate"] <= 1.0 and live["fps_target"] == pytest.approx(30.0)
+    assert live["drop_rate"] == pytest.approx((live["dropped"] + live["source_skipped"]) / 72)
+    assert live["fps_target"] == pytest.approx(30.0)
     sane_latency(live["latency_ms"])
     bench = results["classifier"]
     assert bench["crops"] > 0 and len(bench["rows"]) == 2  # two models x one thread count

@@ -294,7 +294,7 @@ def test_an_open_that_blocks_can_be_abandoned(tmp_path):
     assert opener.result(timeout=1.0) is None and opener.is_alive()
     started = time.perf_counter()
     opener.abandon(wait_s=0.1)
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 10  # not blocked with the open (generous: the machine may be loaded)
     deadline = time.monotonic() + 30
     while opener.is_alive() and time.monotonic() < deadline:  # writers that send nothing: each open returns
         try:

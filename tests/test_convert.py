@@ -221,7 +221,6 @@ def test_cli_writes_model_metadata_and_report(cli_run):
     assert validation["sources"][0]["first"] >= 36  # only the second half of the clip
     assert all(s["source"] != "tests/data/single_face.mp4" or s["last"] <= 35
                for s in report["calibration"]["sources"])
-    assert 0.0 <= validation["converted"]["top1_agreement"] <= 1.0
     assert report["size_bytes"]["converted"] == out.stat().st_size
     assert report["latency_ms"]["converted"]["median"] > 0
 

@@ -80,15 +80,19 @@ def test_following_keeps_the_face_in_every_frame_full_resolution_haar_finds_it()
     frames = video_frames("single_face.mp4")
     detector = HaarDetector(HaarConfig())
     cascade = detector.cascade
-    ours = [len(boxes_of(detector, frame)) for frame in frames]
-    reference = [len(cascade.detectMultiScale(f, 1.1, 4, minSize=(24, 24))) > 0 for f in frames]
-    assert all(n == 1 for n in ours)
-    assert sum(n > 0 for n in ours) >= sum(reference)
+    ours = [boxes_of(detector, frame) for frame in frames]
+    reference = [cascade.detectMultiScale(f, 1.1, 4, minSize=(24, 24)) for f in frames]
+    assert all(len(boxes) == 1 for boxes in ours)
+    found = [(i, np.array([(x, y, x + w, y + h) for x, y, w, h in rects])) for i, rects in enumerate(reference)
+             if len(rects)]
+    assert len(found) >= 60  # the reference finds the face in most frames ...
+    for i, rects in found:  # ... and where it does, the followed box is on that face
+        assert iou_matrix(rects, ours[i]).max() > 0.5, i
 
 
 def test_no_face_video_gives_no_faces():
-    detector = make_detector(DetectorConfig())
-    assert sum(len(detector.detect(frame)) for frame in video_frames("no_face.mp4", color=True)) == 0
+    detector, frames = make_detector(DetectorConfig()), video_frames("no_face.mp4", color=True)
+    assert len(frames) == 95 and sum(len(detector.detect(frame)) for frame in frames) == 0  # 95 decodable frames
 
 
 def test_scan_plan_covers_every_size_in_equal_slices():

