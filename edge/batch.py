@@ -35,6 +35,7 @@ from edge.render import OutputError, Renderer
 from edge.runner import Runner, Stages, model_path
 from edge.signals import EXIT_CODES, REASONS
 from edge.sinks import Outputs, close_all, make_sinks
+from edge.summary import SummarySink
 
 log = logging.getLogger("edge.batch")
 
@@ -323,10 +324,15 @@ def analyse(task: Task, settings: Settings, stages: Stages, folder: Path, heartb
                 sink.write(frame, result)
             faces += len(result.faces)
             heartbeat.beat(runner.frames_done)
-    finally:
-        if runner.source is None:  # a sink failed to open before the runner began: it closes what it began
+    except BaseException:  # a failed or stopped task leaves nothing (run_task removes its folder): release the
+        if runner.source is None:  # files, finish no summary; a sink failed to open before the runner began
             source.close()
-        close_all(sinks)
+        for sink in sinks:
+            if not isinstance(sink, SummarySink):  # the one sink that writes (and makes its folder) at close
+                with contextlib.suppress(Exception):
+                    sink.close()
+        raise
+    close_all(sinks)
     summary = summaries[0]
     tracks = [t for t in summary["tracks"] if t["track_id"] >= 0]
     label_frames: dict[str, int] = {}
