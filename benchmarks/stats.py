@@ -7,8 +7,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from edge.boxes import iou_matrix
-from edge.track import FORBIDDEN, assign
+from edge.track import overlap_pairs
 
 PERCENTILES = (50, 95, 99)
 MATCH_IOU = 0.4  # a variant's box and a reference box this similar are the same face
@@ -98,12 +97,8 @@ def box_recall(found: Sequence[np.ndarray], reference: Sequence[np.ndarray], min
 
 
 def matched_pairs(ours: np.ndarray, theirs: np.ndarray, min_iou: float) -> int:
-    """The most one-to-one pairs of boxes overlapping by at least ``min_iou`` (the tracker's assignment)."""
-    if not len(ours) or not len(theirs):
-        return 0
-    overlaps = iou_matrix(theirs, ours)
-    cost = np.where(overlaps >= min_iou, 1.0 - overlaps, FORBIDDEN)
-    return sum(1 for i, j in assign(cost) if cost[i, j] < FORBIDDEN)
+    """The most one-to-one pairs of boxes overlapping by at least ``min_iou`` (edge.track.overlap_pairs)."""
+    return len(overlap_pairs(theirs, ours, min_iou))
 
 
 def median_index(values: Sequence[float]) -> int:

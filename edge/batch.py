@@ -26,15 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Generator, Iterator, Sequence
 
-from edge.capture import IMAGE_SUFFIXES, STREAM_PREFIXES
+from edge.capture import IMAGE_SUFFIXES, STREAM_PREFIXES, open_source
 from edge.config import Config, ConfigError, load_config, override
 from edge.detect import DetectorError
 from edge.model import ModelError
 from edge.models import MODELS_DIR, SHIPPED, resolve_model
-from edge.render import EventSink, OutputError, Renderer, frame_sink
+from edge.render import OutputError, Renderer
 from edge.runner import Runner, Stages, model_path
 from edge.signals import EXIT_CODES, REASONS
-from edge.summary import Timeline, summarize, write_csv, write_summary
+from edge.sinks import Outputs, close_all, make_sinks
+from edge.summary import SummarySink
 
 log = logging.getLogger("edge.batch")
 
@@ -296,44 +297,43 @@ def one_line(exc: BaseException) -> str:
     return text if own else f"{type(exc).__name__}: {text}".rstrip(": ")
 
 
-def write_task_summary(timeline: Timeline, folder: Path, source: str, plot: bool) -> dict[str, Any]:
-    """summary.json and summary.csv, and timeline.png where matplotlib is installed (unless ``plot`` is off)."""
-    if plot:
-        return write_summary(timeline, folder, source=source)[0]
-    summary = summarize(timeline, source)
-    write_json(folder / "summary.json", summary)
-    write_csv(summary, folder / "summary.csv")
-    return summary
-
-
 def analyse(task: Task, settings: Settings, stages: Stages, folder: Path, heartbeat: Heartbeat) -> dict[str, Any]:
-    """Run one input through the stages into ``folder``: events, summary, annotated video; what it found."""
+    """Run one input through the stages into ``folder``: events, summary, annotated video; what it found.
+
+    Its outputs are the CLI's sinks, built by the same ``make_sinks`` (--events, --summary, --output).
+    """
     config = settings.config
-    runner = Runner(task.source, config, stages=stages)
-    events = EventSink(folder / f"events.{settings.events}", stages.labels)
+    source = open_source(task.source, config.capture)
+    summaries: list[dict[str, Any]] = []
+    try:
+        sinks = make_sinks(task_outputs(settings, folder, source.still), config, stages.labels, task.source,
+                           report=summaries.append, say=log.info, plot=settings.plot)
+    except BaseException:
+        source.close()
+        raise
+    runner = Runner(source, config, stages=stages)
     renderer = Renderer(config.render) if settings.output_video else None
-    video = None
-    timeline = Timeline()
     faces = 0
     try:
+        for sink in sinks:
+            sink.open(source, paced=False)
         for frame, result in runner:
-            events.write(frame, result)
-            timeline.add(result.record())
-            faces += len(result.faces)
             if renderer is not None:
-                if video is None:
-                    source = runner.source
-                    target = folder / ("annotated" if source.still else "annotated.mp4")
-                    video = frame_sink(target, config.render)
-                    video.open(source, paced=False)
                 renderer.render(frame, result)
-                video.write(frame, result)
+            for sink in sinks:
+                sink.write(frame, result)
+            faces += len(result.faces)
             heartbeat.beat(runner.frames_done)
-    finally:
-        events.close()
-        if video is not None:
-            video.close()
-    summary = write_task_summary(timeline, folder, task.source, settings.plot)
+    except BaseException:  # a failed or stopped task leaves nothing (run_task removes its folder): release the
+        if runner.source is None:  # files, finish no summary; a sink failed to open before the runner began
+            source.close()
+        for sink in sinks:
+            if not isinstance(sink, SummarySink):  # the one sink that writes (and makes its folder) at close
+                with contextlib.suppress(Exception):
+                    sink.close()
+        raise
+    close_all(sinks)
+    summary = summaries[0]
     tracks = [t for t in summary["tracks"] if t["track_id"] >= 0]
     label_frames: dict[str, int] = {}
     for track in summary["tracks"]:
@@ -342,6 +342,13 @@ def analyse(task: Task, settings: Settings, stages: Stages, folder: Path, heartb
                 label_frames[label] = label_frames.get(label, 0) + round(share * track["frames"])
     return {"frames": runner.frames_done, "faces": faces, "tracks": len(tracks),
             "dominant": {str(t["track_id"]): t["dominant"] for t in tracks}, "label_frames": label_frames}
+
+
+def task_outputs(settings: Settings, folder: Path, still: bool) -> Outputs:
+    """What a task writes into its folder: events, the summary, and the annotated video (or images) if asked."""
+    video = folder / ("annotated" if still else "annotated.mp4") if settings.output_video else None
+    return Outputs(events=folder / f"events.{settings.events}", summary_dir=folder, video=video,
+                   headless=True, quiet=True)
 
 
 def publish(partial: Path, final: Path) -> None:

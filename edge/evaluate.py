@@ -33,14 +33,14 @@ from edge.detect import DetectorError, make_detector
 from edge.metrics import classification_metrics, confusion_matrix, plot_confusion_matrix
 from edge.model import ModelError, ModelInfo
 from edge.models import model_name, resolve_model
+from edge.signals import StopReason
 from edge.summary import PLOT_HINT
 
 log = logging.getLogger("edge.evaluate")
 
 EXIT_OK = 0
 EXIT_BELOW_ACCURACY = 1
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
+EXIT_BAD_INPUT = 2  # Ctrl-C exits with StopReason.INTERRUPT.exit_code (130), as every fer-edge command does
 CHUNK = 64  # images prepared per task, and crops classified per call
 WARN_EACH = 5  # unreadable images named one by one; the rest are counted
 OK, NO_FACE, UNREADABLE, BAD_BOX = "ok", "no face", "unreadable", "box outside image"
@@ -342,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return StopReason.INTERRUPT.exit_code
     reports = [model_report(run, faces, items) for run in runs]
     print(table(args.data, faces, reports))
     try:

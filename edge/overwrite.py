@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 
 from edge.capture import IMAGE_SUFFIXES
-from edge.render import VIDEO_SUFFIXES, OutputError
-from edge.summary import SUMMARY_FILES
+from edge.render import OutputError
 
 FileKey = tuple[int, int]  # (st_dev, st_ino): one file, whatever path or link names it
 
@@ -29,14 +28,6 @@ def source_files(spec: str) -> list[Path]:
         return [path] if path.exists() else []
     except OSError:  # unreadable: the source itself says so when it is opened
         return []
-
-
-def frame_outputs(output: Path, source: list[Path]) -> list[Path]:
-    """The files --output writes (as edge.render.frame_sink decides): a video, one image, or a folder of images named as the source's."""
-    suffix = output.suffix.lower()
-    if suffix in VIDEO_SUFFIXES or (len(source) == 1 and suffix in IMAGE_SUFFIXES):
-        return [output]
-    return [output / image.name for image in source]
 
 
 def check_outputs(outputs: dict[str, list[Path]], inputs: dict[str, list[Path]]) -> None:
@@ -63,16 +54,3 @@ def check_outputs(outputs: dict[str, list[Path]], inputs: dict[str, list[Path]])
                     raise OutputError(f"{written[key][0]} and {flag} both write {path}: choose another path")
             for key in keys:
                 written[key] = (flag, path)
-
-
-def run_outputs(output: Path | None, events: Path | None, summary: Path | None,
-                source: list[Path]) -> dict[str, list[Path]]:
-    """The files each output flag of a run writes."""
-    outputs: dict[str, list[Path]] = {}
-    if output is not None:
-        outputs["--output"] = frame_outputs(output, source)
-    if events is not None:
-        outputs["--events"] = [events]
-    if summary is not None:
-        outputs["--summary"] = [summary / name for name in SUMMARY_FILES]
-    return outputs

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from edge.capture import Source
+from edge.outputs import Context, Option, Outputs
 from edge.results import FrameResult
 
 REDRAW_S = 0.2  # the plain line is redrawn at most this often (tqdm has its own interval, 0.1 s)
@@ -100,12 +101,18 @@ class Progress:
     as it was for the run's report line.
     """
 
+    options = (Option("--quiet", "quiet", "no progress bar for files and folders"),)
+
     def __init__(self, quiet: bool = False, stream: TextIO | None = None) -> None:
         self.stream = sys.stderr if stream is None else stream
         self.enabled = not quiet and is_terminal(self.stream)
         self.bar: Any = None
         self.opened = False
         self._handlers: list[logging.Handler] = []
+
+    @classmethod
+    def build(cls, outputs: Outputs, context: Context) -> Progress:
+        return cls(quiet=bool(outputs.quiet))
 
     def open(self, source: Source, paced: bool = False) -> None:
         """Start the bar for this source (the first call only; nothing for live sources)."""

@@ -21,6 +21,7 @@ import numpy as np
 from edge import video
 from edge.capture import IMAGE_SUFFIXES, Source
 from edge.config import RenderConfig
+from edge.outputs import Context, Option, Outputs
 from edge.progress import expected_frames
 from edge.results import UNCERTAIN, Faces, FrameResult
 
@@ -228,8 +229,19 @@ def display_available() -> bool:
 class Window:
     """An OpenCV window named after the source; ``write`` returns False when the user pressed q or Esc, or closed it."""
 
+    options = (Option("--headless", "headless", "no window, even when a display exists"),)
+
     def __init__(self) -> None:
         self.title: str | None = None  # the window, once opened
+
+    @classmethod
+    def build(cls, outputs: Outputs, context: Context) -> Window | None:
+        if outputs.headless:
+            return None
+        if not display_available():
+            log.info("no display found; running headless")
+            return None
+        return cls()
 
     def open(self, source: Source, paced: bool) -> None:
         self.title = f"edge: {source.name}"
@@ -395,6 +407,9 @@ class EventSink:
     nothing more.
     """
 
+    options = (Option("--events", "events", "per-frame faces: JSON Lines, or CSV if it ends in .csv", type=Path,
+                      writes=lambda path, source: [path]),)
+
     def __init__(self, path: Path, labels: tuple[str, ...]) -> None:
         check_writable(path)
         self.path = path
@@ -408,6 +423,10 @@ class EventSink:
         self.failed = False
         self.sync = PeriodicSync(self.fd)
         self.sync.start()
+
+    @classmethod
+    def build(cls, outputs: Outputs, context: Context) -> EventSink | None:
+        return cls(outputs.events, context.labels) if outputs.events else None
 
     def header(self) -> list[str]:
         labels = self.labels
@@ -480,3 +499,24 @@ def frame_sink(path: Path, render: RenderConfig) -> VideoSink | ImageSink:
     if path.suffix.lower() in VIDEO_SUFFIXES:
         return VideoSink(path, render)
     return ImageSink(path)
+
+
+def frame_outputs(output: Path, source: list[Path]) -> list[Path]:
+    """The files ``frame_sink(output)`` writes for a source of these files: a video, one image, or a folder
+    of images named as the source's."""
+    suffix = output.suffix.lower()
+    if suffix in VIDEO_SUFFIXES or (len(source) == 1 and suffix in IMAGE_SUFFIXES):
+        return [output]
+    return [output / image.name for image in source]
+
+
+class AnnotatedFrames:
+    """--output: the drawn frames, as a video, or as images for an image source (``frame_sink`` decides)."""
+
+    options = (Option("--output", "video", "annotated video (.mp4/.avi/...), or image/folder for images",
+                      type=Path, writes=frame_outputs),)
+
+    @staticmethod
+    def build(outputs: Outputs, context: Context) -> VideoSink | ImageSink | None:
+        return frame_sink(outputs.video, context.config.render) if outputs.video else None
+

@@ -23,13 +23,13 @@ from edge.capture import Source, SourceError, is_camera_index  # noqa: E402
 from edge.config import Config, ConfigError, load_config, override, parse_setting, set_key  # noqa: E402
 from edge.model import ModelError, metadata_path  # noqa: E402
 from edge.native import quiet_native_logs  # noqa: E402
-from edge.overwrite import check_outputs, run_outputs, source_files  # noqa: E402
+from edge.overwrite import check_outputs, source_files  # noqa: E402
 from edge.pipeline import Pipeline, PipelineError, RunStats, StartupError  # noqa: E402
 from edge.progress import Progress  # noqa: E402
 from edge.render import OutputError, Renderer, WriteError  # noqa: E402
 from edge.results import FrameResult  # noqa: E402
 from edge.serve import ServeError, WebView  # noqa: E402
-from edge.sinks import Outputs, make_sinks  # noqa: E402
+from edge.sinks import Outputs, add_options, make_sinks, named_paths, outputs_of, written_files  # noqa: E402
 from edge.signals import StopReason, stop_signals, stopped_early  # noqa: E402
 from edge.summary import no_plot_note, plot_available, summary_table  # noqa: E402
 from edge.track import TrackedLabels  # noqa: E402
@@ -51,11 +51,6 @@ def parse_args(argv: Sequence[str] | None, prog: str = "python -m edge.run") -> 
         prog=prog, description="Real-time facial expression recognition: every face boxed and labelled.")
     parser.add_argument("--source", default="0",
                         help="camera index, 'picamera', video file, rtsp/http URL, image, or folder of images")
-    parser.add_argument("--output", type=Path, help="annotated video (.mp4/.avi/...), or image/folder for images")
-    parser.add_argument("--events", type=Path, help="per-frame faces: JSON Lines, or CSV if it ends in .csv")
-    parser.add_argument("--summary", type=Path, metavar="DIR",
-                        help="per-track emotion summary (JSON, CSV, timeline PNG) into DIR at the end")
-    parser.add_argument("--headless", action="store_true", help="no window, even when a display exists")
     parser.add_argument("--config", type=Path, help="TOML config (see config.toml)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="settings",
                         help="set one config key over --config, e.g. detector.haar.min_neighbors=5 "
@@ -68,13 +63,9 @@ def parse_args(argv: Sequence[str] | None, prog: str = "python -m edge.run") -> 
     parser.add_argument("--probabilities", action="store_true", help="draw per-face probability bars")
     parser.add_argument("--live", choices=("auto", "yes", "no"),
                         help="drop stale frames to keep latency low (default: yes for cameras and streams)")
-    parser.add_argument("--serve", metavar="HOST:PORT",
-                        help="watch in a browser at http://HOST:PORT/ (127.0.0.1 unless another host is given)")
-    parser.add_argument("--serve-linger", action="store_true",
-                        help="with --serve: after the source ends, keep serving its last frame until Ctrl-C")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar for files and folders")
     parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     parser.add_argument("--version", action="version", version=f"fer-edge {__version__}")
+    add_options(parser)  # every sink's: --output, --events, --summary, --serve, ... (edge.sinks.SINKS)
     return parser.parse_args(argv)
 
 
@@ -102,12 +93,6 @@ class Run(Protocol):
     def paced(self) -> bool: ...
 
 
-def outputs_of(args: argparse.Namespace) -> Outputs:
-    """What the command line asks the run to show and write."""
-    return Outputs(video=args.output, events=args.events, summary_dir=args.summary, serve=args.serve,
-                   linger=args.serve_linger, headless=args.headless, quiet=args.quiet)
-
-
 class Presenter:
     """The renderer's side of a run: each frame's faces tracked and smoothed (videos), drawn, handed to every sink."""
 
@@ -116,7 +101,7 @@ class Presenter:
         self.outputs = outputs
         self.renderer = Renderer(config.render)
         self.tracked = TrackedLabels(config.tracker, config.smoothing, run.labels)
-        self.created = [path for path in (outputs.video, outputs.events) if path is not None and not path.exists()]
+        self.created = [path for path in named_paths(outputs) if not path.exists()]
         self.sinks = make_sinks(outputs, config, run.labels, str(run.source_spec), show_summary, say)
         self.opened = False
 
@@ -221,7 +206,7 @@ def input_files(args: argparse.Namespace, pipeline: Pipeline) -> dict[str, list[
 
 def result_line(stats: RunStats, outputs: Outputs) -> str:
     """The line a finished run ends with: frames, rate, faces, drops, and what it wrote."""
-    written = ", ".join(str(p) for p in (outputs.video, outputs.events, outputs.summary_dir) if p)
+    written = ", ".join(str(path) for path in named_paths(outputs))
     first = f", first frame after {stats.first_frame_s:.2f} s" if stats.first_frame_s is not None else ""
     return (f"{stats.frames_done} frames in {stats.elapsed_s:.2f} s ({stats.fps:.1f} frames/s){first}; "
             f"faces in {stats.frames_with_faces} frames, {stats.dropped} dropped"
@@ -241,13 +226,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m edge.run") ->
             print(f"{args.config or 'defaults'}: config OK")
             return EXIT_OK
         pipeline = Pipeline(args.source, config, model=args.model, pace=bool(args.serve) and config.serve.pace)
-        outputs = run_outputs(args.output, args.events, args.summary,
-                              [] if is_camera_index(args.source) else source_files(args.source))
-        check_outputs(outputs, input_files(args, pipeline))  # before any output is opened
+        outputs = outputs_of(args)
+        source = [] if is_camera_index(args.source) else source_files(args.source)
+        check_outputs(written_files(outputs, source), input_files(args, pipeline))  # before any output is opened
         if stop_signals.reason:
             say(stopped_early(stop_signals.reason))
             return stop_signals.exit_code
-        presenter = Presenter(pipeline, outputs_of(args), config)
+        presenter = Presenter(pipeline, outputs, config)
     except USER_ERRORS as exc:
         say(f"error: {exc}")
         return EXIT_BAD_INPUT

@@ -23,6 +23,7 @@ import numpy as np
 
 from edge.capture import Source
 from edge.config import ServeConfig
+from edge.outputs import Context, Option, Outputs
 from edge.render import FpsMeter
 from edge.results import STAGES, FrameResult
 
@@ -204,6 +205,19 @@ def mean_probs(faces: dict) -> list[float] | None:
 
 class WebView:
     """Serves the pipeline's newest frame and results to any number of browsers and scripts."""
+
+    options = (Option("--serve", "serve", "watch in a browser at http://HOST:PORT/ (127.0.0.1 unless another host "
+                      "is given)", type=str, metavar="HOST:PORT"),
+               Option("--serve-linger", "linger",
+                      "with --serve: after the source ends, keep serving its last frame until Ctrl-C"))
+
+    @classmethod
+    def build(cls, outputs: Outputs, context: Context) -> WebView | None:
+        if not outputs.serve:
+            return None
+        view = cls(outputs.serve, context.config.serve, context.labels, context.config.render.fps_window_s)
+        context.say(f"web view on {view.url}")
+        return view
 
     def __init__(self, address: str, config: ServeConfig, labels: tuple[str, ...], fps_window_s: float) -> None:
         host, port = parse_address(address)
@@ -489,18 +503,29 @@ class Handler(BaseHTTPRequestHandler):
             return
         self.send_body(200, "image/jpeg", jpeg)
 
-    def send_video(self) -> None:
-        """MJPEG: one JPEG part per new frame; a slow client skips the frames it missed."""
-        with self.view.broadcast.stream("video") as admitted:
+    @contextmanager
+    def streaming(self, kind: str, send_buffer: int, content_type: str, first: bytes) -> Iterator[bool]:
+        """One more stream of ``kind`` while the block runs: its response started with ``first`` and the
+        socket's send buffer set; False (after a 503) when the streams of that kind are all taken."""
+        with self.view.broadcast.stream(kind) as admitted:
             if not admitted:
                 self.send_json({"error": "too many streams"}, 503)
+                yield False
                 return
-            # Frames queued in the kernel would only reach a slow viewer late: keep that queue short. A viewer
-            # that then takes none of a frame for serve.send_timeout_s is dropped, and its stream slot freed.
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, VIDEO_SEND_BUFFER)
-            self.start(200, f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}")
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+            self.start(200, content_type)
             self.end_headers()
-            self.wfile.write(b"--" + BOUNDARY + b"\r\n")
+            self.wfile.write(first)
+            yield True
+
+    def send_video(self) -> None:
+        """MJPEG: one JPEG part per new frame; a slow client skips the frames it missed."""
+        # Frames queued in the kernel would only reach a slow viewer late: keep that queue short. A viewer
+        # that then takes none of a frame for serve.send_timeout_s is dropped, and its stream slot freed.
+        with self.streaming("video", VIDEO_SEND_BUFFER, f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}",
+                            b"--" + BOUNDARY + b"\r\n") as admitted:
+            if not admitted:
+                return
             seen, jpeg = 0, b""
             while not self.view.broadcast.closed:
                 item = self.view.broadcast.next_jpeg(seen, timeout=KEEPALIVE_S)
@@ -515,14 +540,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_events(self) -> None:
         """Server-Sent Events: status and faces of the newest frame, at most every EVENT_INTERVAL_S."""
-        with self.view.broadcast.stream("events") as admitted:
+        with self.streaming("events", EVENT_SEND_BUFFER, "text/event-stream", b"retry: 2000\n\n") as admitted:
             if not admitted:
-                self.send_json({"error": "too many streams"}, 503)
                 return
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, EVENT_SEND_BUFFER)
-            self.start(200, "text/event-stream")
-            self.end_headers()
-            self.wfile.write(b"retry: 2000\n\n")
             seen = 0
             while True:
                 seq = self.view.broadcast.next_faces(seen, timeout=KEEPALIVE_S)

@@ -1,78 +1,86 @@
-"""Where a run's results go: every output behind one ``Sink`` interface, and the one place the CLI builds them."""
+"""Where a run's results go: the one list of sinks, and what derives from it (flags, outputs, files, the sinks built)."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
-import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
-import numpy as np
-
-from edge.capture import Source
 from edge.config import Config
+from edge.outputs import Context, Option, Outputs, Sink, SinkKind
 from edge.progress import Progress
-from edge.render import EventSink, Window, display_available, frame_sink
-from edge.results import FrameResult
+from edge.render import AnnotatedFrames, EventSink, Window
 from edge.serve import WebView
 from edge.summary import SummarySink
 
-log = logging.getLogger(__name__)
+__all__ = ["SINKS", "Context", "Option", "Outputs", "Sink", "add_options", "close_all", "make_sinks", "named_paths",
+           "outputs_of", "written_files"]
+
+# Every sink a run can have, in the order they are built, written and closed: checks first (the
+# summary's folder), then what is most likely to fail (a port), then the files that are truncated.
+# Each declares its command-line options and builds itself from the outputs asked for: a new sink
+# is its module and its line here.
+SINKS: list[SinkKind] = [Progress, SummarySink, WebView, AnnotatedFrames, EventSink, Window]
 
 
-class Sink(Protocol):
-    """One output of a run: opened once the source is open, handed every frame in order, closed at the end.
+def options() -> list[Option]:
+    return [option for kind in SINKS for option in kind.options]
 
-    Each frame reaches the sinks drawn (boxes, labels, status panel), with its result; a frame's
-    event is ``result.record()`` (built once, shared: read it, never change it). ``write`` and
-    ``close`` raise OSError naming the file when an output cannot be written.
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """Every sink's options, as the group "outputs" of ``parser``."""
+    group = parser.add_argument_group("outputs")
+    for option in options():
+        if option.type is None:
+            group.add_argument(option.flag, dest=option.name, action="store_true", help=option.help)
+        else:
+            metavar = option.metavar or option.flag.lstrip("-").replace("-", "_").upper()
+            group.add_argument(option.flag, dest=option.name, type=option.type, metavar=metavar, help=option.help)
+
+
+def outputs_of(args: argparse.Namespace) -> Outputs:
+    """What the command line asks the run to show and write."""
+    return Outputs(**{option.name: getattr(args, option.name) for option in options()})
+
+
+def written_files(outputs: Outputs, source: list[Path]) -> dict[str, list[Path]]:
+    """The files each output flag writes, for a source of these files (``edge.overwrite.check_outputs`` checks them).
+
+    Last-built sink first, so that a clash names the flags as it always has (``--events and --summary``).
     """
-
-    def open(self, source: Source, paced: bool) -> None:
-        """The source is open: its name, frame rate, whether it is live or images; ``paced``: read at its own rate."""
-
-    def write(self, frame: np.ndarray, result: FrameResult) -> bool | None:
-        """One frame and its result; False asks the run to stop (the window was closed, or q pressed)."""
-
-    def close(self) -> None:
-        """Finish the output (also when the run failed, or never opened it)."""
+    written: dict[str, list[Path]] = {}
+    for option in reversed(options()):
+        value = getattr(outputs, option.name)
+        if option.writes is not None and value is not None:
+            written[option.flag] = option.writes(value, source)
+    return written
 
 
-@dataclass(frozen=True)
-class Outputs:
-    """What a run shows and writes, as the command line asks for it."""
-
-    video: Path | None = None  # --output: annotated video, or image / folder of images for images
-    events: Path | None = None  # --events: JSON Lines, or CSV
-    summary_dir: Path | None = None  # --summary: per-track emotion summary
-    serve: str | None = None  # --serve HOST:PORT
-    linger: bool = False  # --serve-linger: serve the last frame after the end until a stop signal
-    headless: bool = False  # no window even where a display exists
-    quiet: bool = False  # no progress bar
+def named_paths(outputs: Outputs) -> list[Path]:
+    """The paths the output flags given name (files and folders), in the order of ``written_files``."""
+    values = (getattr(outputs, option.name) for option in reversed(options()) if option.writes is not None)
+    return [value for value in values if value is not None]
 
 
 def make_sinks(outputs: Outputs, config: Config, labels: tuple[str, ...], source: str,
-               report: Callable[[dict], None], say: Callable[[str], None]) -> list[Sink]:
-    """Every sink ``outputs`` asks for, in the order they are written and closed: one row a sink.
+               report: Callable[[dict], None], say: Callable[[str], None], plot: bool = True) -> list[Sink]:
+    """Every sink ``outputs`` asks for, in the order of ``SINKS``; if one cannot be built, those built already are closed.
 
-    Built in that order: checks first, then what is most likely to fail (a port), then the file that
-    is truncated; if one cannot be built, those built already are closed. ``source`` names the
-    source in the summary; ``report`` gets the summary once written, ``say`` a line for the user.
+    The CLI and edge.batch both build their outputs here. ``labels`` are the model's; ``source``
+    names the source in the summary; ``report`` gets the summary once written, ``say`` a line for
+    the user; ``plot`` False: the summary draws no timeline.
     """
-    rows: list[tuple[object, Callable[[], Sink]]] = [  # (wanted, how to build it)
-        (True, lambda: Progress(quiet=outputs.quiet)),
-        (outputs.summary_dir, lambda: SummarySink(outputs.summary_dir, source, report)),
-        (outputs.serve, lambda: web_view(outputs.serve, config, labels, say)),
-        (outputs.video, lambda: frame_sink(outputs.video, config.render)),
-        (outputs.events, lambda: EventSink(outputs.events, labels)),
-        (not outputs.headless and window_available(), Window),
-    ]
+    context = Context(config, labels, source, report, say, plot)
+    unknown = set(outputs.values) - {option.name for option in options()}
+    if unknown:
+        raise ValueError(f"no sink has the option {sorted(unknown)[0]!r}")
     sinks: list[Sink] = []
     try:
-        for wanted, make in rows:
-            if wanted:
-                sinks.append(make())
+        for kind in SINKS:
+            sink = kind.build(outputs, context)
+            if sink is not None:
+                sinks.append(sink)
     except BaseException:
         for sink in sinks:
             with contextlib.suppress(Exception):
@@ -81,14 +89,13 @@ def make_sinks(outputs: Outputs, config: Config, labels: tuple[str, ...], source
     return sinks
 
 
-def web_view(address: str, config: Config, labels: tuple[str, ...], say: Callable[[str], None]) -> WebView:
-    view = WebView(address, config.serve, labels, config.render.fps_window_s)
-    say(f"web view on {view.url}")
-    return view
-
-
-def window_available() -> bool:
-    if display_available():
-        return True
-    log.info("no display found; running headless")
-    return False
+def close_all(sinks: list[Sink]) -> None:
+    """Close every sink in order, whatever fails; then raise the first failure."""
+    failure: BaseException | None = None
+    for sink in sinks:
+        try:
+            sink.close()
+        except Exception as exc:  # noqa: BLE001 (re-raised below, once every sink is closed)
+            failure = failure or exc
+    if failure is not None:
+        raise failure

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from edge.capture import Source
+from edge.outputs import Context, Option, Outputs
 from edge.render import OutputError
 from edge.results import UNCERTAIN, FrameResult
 
@@ -256,15 +257,17 @@ def plot_timeline(timeline: Timeline, summary: dict[str, Any], path: Path) -> No
     figure.savefig(path, dpi=100)
 
 
-def write_summary(timeline: Timeline, out_dir: Path, source: str = "") -> tuple[dict[str, Any], list[Path]]:
-    """summary.json, summary.csv and, where matplotlib is installed, timeline.png in ``out_dir``, each complete
-    or not there; the summary and the files written. OSError (naming the file) when one cannot be written."""
+def write_summary(timeline: Timeline, out_dir: Path, source: str = "",
+                  plot: bool = True) -> tuple[dict[str, Any], list[Path]]:
+    """summary.json, summary.csv and, where matplotlib is installed (and ``plot``), timeline.png in ``out_dir``,
+    each complete or not there; the summary and the files written. OSError (naming the file) when one cannot be
+    written."""
     prepare_output(out_dir)
     summary = summarize(timeline, source)
     json_path, csv_path, plot_path = (out_dir / name for name in SUMMARY_FILES)
     writes = [(json_path, lambda p: p.write_text(json.dumps(summary, indent=2) + "\n")),
               (csv_path, lambda p: write_csv(summary, p))]
-    if plot_available():
+    if plot and plot_available():
         writes.append((plot_path, lambda p: plot_timeline(timeline, summary, p)))
     for path, write in writes:
         try:
@@ -279,26 +282,40 @@ class SummarySink:
     """The per-track emotion summary of a run (``--summary DIR``): its frames' events gathered, written at the end.
 
     The folder is checked (made) when the sink is made, before the run; ``close`` writes the files
-    (nothing for a run with no frame) and hands the summary to ``report``.
+    (nothing for a run never opened: one that failed before its source was open) and hands the summary
+    to ``report``. ``plot`` False: no timeline.png.
     """
 
-    def __init__(self, out_dir: Path, source: str, report: Callable[[dict[str, Any]], None]) -> None:
+    options = (Option("--summary", "summary_dir", "per-track emotion summary (JSON, CSV, timeline PNG) into DIR "
+                      "at the end", type=Path, metavar="DIR",
+                      writes=lambda folder, source: [folder / name for name in SUMMARY_FILES]),)
+
+    @classmethod
+    def build(cls, outputs: Outputs, context: Context) -> SummarySink | None:
+        if not outputs.summary_dir:
+            return None
+        return cls(outputs.summary_dir, context.source, context.report, plot=context.plot)
+
+    def __init__(self, out_dir: Path, source: str, report: Callable[[dict[str, Any]], None],
+                 plot: bool = True) -> None:
         prepare_output(out_dir)
         self.path = out_dir
         self.source = source
         self.report = report
+        self.plot = plot
         self.timeline = Timeline()
+        self.opened = False
 
     def open(self, source: Source, paced: bool) -> None:
-        pass
+        self.opened = True
 
     def write(self, frame: np.ndarray, result: FrameResult) -> None:
         self.timeline.add(result.record())
 
     def close(self) -> None:
         """Write the files; OSError naming the one that cannot be written."""
-        if self.timeline.frame_times:
-            summary, _ = write_summary(self.timeline, self.path, source=self.source)
+        if self.opened:
+            summary, _ = write_summary(self.timeline, self.path, source=self.source, plot=self.plot)
             self.report(summary)
 
 

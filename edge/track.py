@@ -77,6 +77,16 @@ def assign(cost: np.ndarray) -> list[tuple[int, int]]:
     return sorted((int(owner[j]) - 1, j - 1) for j in range(1, cols + 1) if owner[j])
 
 
+def overlap_pairs(a: np.ndarray, b: np.ndarray, min_iou: float) -> list[tuple[int, int]]:
+    """The most one-to-one pairs ``(i, j)`` of boxes ``a[i]``, ``b[j]`` (x1, y1, x2, y2 rows) overlapping by at
+    least ``min_iou``, the closest overlaps among equally many: how detections are scored against a reference."""
+    if not len(a) or not len(b):
+        return []
+    overlaps = iou_matrix(a, b)
+    cost = np.where(overlaps >= min_iou, 1.0 - overlaps, FORBIDDEN)
+    return sorted((i, j) for i, j in assign(cost) if cost[i, j] < FORBIDDEN)
+
+
 class Tracker:
     """Gives each face of a frame the id of the track it continues, or a new id; fed frames in order."""
 

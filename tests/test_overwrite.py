@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.overwrite import check_outputs, frame_outputs, run_outputs, source_files
-from edge.render import OutputError
+from edge.overwrite import check_outputs, source_files
+from edge.render import OutputError, frame_outputs
+from edge.sinks import Outputs, written_files
 
 
 @pytest.fixture
@@ -50,13 +51,13 @@ def test_a_folder_output_for_an_image_folder_names_one_file_per_image(tmp_path):
     assert [p.name for p in images] == ["a.jpg", "b.png"]
     assert frame_outputs(photos, images) == [photos / "a.jpg", photos / "b.png"]
     with pytest.raises(OutputError, match="would overwrite the source"):
-        check_outputs(run_outputs(photos, None, None, images), {"source": images})
-    check_outputs(run_outputs(tmp_path / "annotated", None, None, images), {"source": images})
+        check_outputs(written_files(Outputs(video=photos), images), {"source": images})
+    check_outputs(written_files(Outputs(video=tmp_path / "annotated"), images), {"source": images})
     assert frame_outputs(tmp_path / "one.jpg", images[:1]) == [tmp_path / "one.jpg"]  # one image: one file
     assert frame_outputs(tmp_path / "out.mp4", images) == [tmp_path / "out.mp4"]
 
 
 def test_summary_files_count_as_outputs(tmp_path):
-    outputs = run_outputs(None, tmp_path / "s" / "summary.csv", tmp_path / "s", [])
+    outputs = written_files(Outputs(events=tmp_path / "s" / "summary.csv", summary_dir=tmp_path / "s"), [])
     with pytest.raises(OutputError, match="--events and --summary both write"):
         check_outputs(outputs, {})

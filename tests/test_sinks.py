@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +23,7 @@ from edge.run import Presenter
 from edge.serve import ServeError
 from edge.sinks import Outputs, make_sinks
 from edge.summary import SummarySink
+from tests.conftest import DATA, ROOT, shm_segments
 
 LABELS = ("happy", "sad")
 
@@ -175,3 +182,91 @@ def test_one_image_is_written_to_an_image_path(tmp_path):
     sink.open(OneImage(), paced=False)
     sink.write(frame(), result(0))
     assert sink.single and (tmp_path / "one.png").is_file()
+
+
+NEW_SINK = textwrap.dedent('''
+    """A sink a newcomer adds, in a module of its own: --tally FILE, what it was handed, as JSON at the end."""
+    import json
+    from pathlib import Path
+
+    from edge.outputs import Option
+
+
+    class Tally:
+        options = (Option("--tally", "tally", "what the sink saw, into FILE", type=Path,
+                          writes=lambda path, source: [path]),)
+
+        @classmethod
+        def build(cls, outputs, context):
+            return cls(outputs.tally) if outputs.tally else None
+
+        def __init__(self, path):
+            self.path = path
+            self.calls = []
+
+        def open(self, source, paced):
+            self.calls.append(["open", source.name])
+
+        def write(self, frame, result):
+            self.calls.append(["write", result.seq, len(result.faces)])
+
+        def close(self):
+            self.calls.append(["close"])
+            self.path.write_text(json.dumps(self.calls))
+''')
+
+WITH_NEW_SINK = textwrap.dedent('''
+    import sys
+
+    import edge.run
+    import edge.sinks
+    from tally import Tally
+
+    edge.sinks.SINKS.append(Tally)  # the one line where sinks are listed
+
+    if __name__ == "__main__":
+        sys.exit(edge.run.main(sys.argv[1:]))
+''')
+
+
+def test_a_new_sink_is_its_module_and_its_line_in_the_list(tmp_path):
+    (tmp_path / "tally.py").write_text(NEW_SINK)
+    (tmp_path / "run.py").write_text(WITH_NEW_SINK)
+    environment = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    environment["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(ROOT)])
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        process = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), *args], cwd=ROOT, env=environment,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            stdout, stderr = process.communicate(timeout=120)
+        finally:
+            process.kill()
+        assert shm_segments(process.pid) == []
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+    shown = run("--help")
+    assert shown.returncode == 0 and "--tally TALLY" in shown.stdout and "what the sink saw, into FILE" in shown.stdout
+
+    tally, events = tmp_path / "tally.json", tmp_path / "events.jsonl"
+    done = run("--source", str(DATA / "single_face.mp4"), "--headless", "--quiet", "--tally", str(tally),
+               "--events", str(events))
+    assert done.returncode == 0, done.stderr
+    calls = json.loads(tally.read_text())
+    assert calls[0] == ["open", str(DATA / "single_face.mp4")] and calls[-1] == ["close"]
+    assert [call[1] for call in calls[1:-1]] == list(range(72))  # every frame, in order
+    records = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [call[2] for call in calls[1:-1]] == [len(r["faces"]) for r in records]  # with its faces
+    assert str(tally) in done.stderr.strip().splitlines()[-1]  # the report names what it wrote
+
+    clip = tmp_path / "clip.mp4"
+    shutil.copy(DATA / "single_face.mp4", clip)
+    refused = run("--source", str(clip), "--headless", "--tally", str(clip))
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == f"error: --tally {clip} would overwrite the source {clip}: choose another path"
+    assert clip.read_bytes() == (DATA / "single_face.mp4").read_bytes()
+
+
+def test_an_output_no_sink_declares_is_refused():
+    with pytest.raises(ValueError, match="no sink has the option 'vidoe'"):
+        make_sinks(Outputs(vidoe=Path("a.mp4"), headless=True), Config(), LABELS, "", print, print)

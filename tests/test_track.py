@@ -10,7 +10,7 @@ import pytest
 from edge.config import ConfigError, SmoothingConfig, TrackerConfig, load_config
 from edge.results import Faces
 from edge.boxes import iou_matrix
-from edge.track import TrackedLabels, Tracker, assign
+from edge.track import TrackedLabels, Tracker, assign, overlap_pairs
 
 SIZE = 40  # face box side, pixels
 
@@ -45,6 +45,17 @@ def test_assignment_is_the_cheapest_one(rows, cols):
 
 def test_assignment_of_nothing():
     assert assign(np.zeros((0, 3))) == [] and assign(np.zeros((2, 0))) == []
+
+
+def test_overlap_pairs_are_the_most_pairs_not_the_greedy_ones():
+    reference = np.array([[0, 0, 10, 10], [4, 0, 14, 10]])
+    found = np.array([[1, 0, 11, 10], [-3, 0, 7, 10], [50, 50, 60, 60]])
+    # found[0] overlaps reference[0] best (IoU 0.82); taking that pair would leave found[1] (0.54 with
+    # reference[0], 0.18 with reference[1]) without one: the most pairs at IoU >= 0.5 are two
+    assert overlap_pairs(found, reference, 0.5) == [(0, 1), (1, 0)]
+    assert overlap_pairs(found, reference, 0.6) == [(0, 0)]
+    assert overlap_pairs(found, reference, 0.9) == []
+    assert overlap_pairs(found[:0], reference, 0.5) == overlap_pairs(found, reference[:0], 0.5) == []
 
 
 def test_iou_by_hand():

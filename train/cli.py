@@ -15,6 +15,7 @@ from convert import ConvertError
 from edge.config import ConfigError, load_config
 from edge.detect import DetectorError
 from edge.model import ModelError
+from edge.signals import StopReason
 from train import TrainError
 from train.augment import AugmentConfig
 from train.config import (LOSSES, MODEL_FILE, MODEL_INFO_FILE, OPTIMIZERS, PLATEAU_MONITORS, PRECISIONS, SCHEDULES,
@@ -29,7 +30,7 @@ log = logging.getLogger("train")
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2  # missing file, malformed row, bad option, unresumable output folder
-EXIT_INTERRUPTED = 130  # Ctrl-C; --resume continues from the last finished epoch
+# Ctrl-C exits with StopReason.INTERRUPT.exit_code (130); --resume continues from the last finished epoch
 # flags a recipe may set: argparse leaves them None unless given, so an explicit flag wins
 CONFIG_FLAGS = ("arch", "width", "epochs", "batch_size", "learning_rate", "optimizer", "momentum", "nesterov",
                 "weight_decay", "schedule", "plateau_monitor", "lr_patience", "lr_factor", "warmup_epochs",
@@ -215,8 +216,13 @@ def load_data(args: argparse.Namespace, config: TrainConfig) -> Any:
     return data
 
 
-def main_with(run_fn: Callable[[argparse.Namespace], dict[str, Any]], args: argparse.Namespace) -> int:
-    """Run, print the report, map user mistakes to one line on stderr and exit code 2."""
+def main_with(run_fn: Callable[[argparse.Namespace], dict[str, Any]], args: argparse.Namespace,
+              trained: bool = True) -> int:
+    """Run, print the report, map user mistakes to one line on stderr and exit code 2, Ctrl-C to 130.
+
+    ``trained``: the run wrote a model into ``args.out`` (training, distilling), which the report
+    names and ``--resume`` continues; an evaluation prints its metrics only.
+    """
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         metrics = run_fn(args)
@@ -224,12 +230,14 @@ def main_with(run_fn: Callable[[argparse.Namespace], dict[str, Any]], args: argp
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(f"interrupted: continue with the same command plus --resume (out: {args.out})", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        resume = f": continue with the same command plus --resume (out: {args.out})" if trained else ""
+        print(f"interrupted{resume}", file=sys.stderr)
+        return StopReason.INTERRUPT.exit_code
     from train.evaluate import summary
 
     print(summary(metrics))
-    print(f"model: {args.out / MODEL_FILE} (+ {MODEL_INFO_FILE}); report: {args.out}")
+    if trained:
+        print(f"model: {args.out / MODEL_FILE} (+ {MODEL_INFO_FILE}); report: {args.out}")
     return EXIT_OK
 
 

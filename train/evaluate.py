@@ -12,10 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from convert import ConvertError
-from edge.config import ConfigError
-from edge.detect import DetectorError
-from edge.model import ModelError, ModelInfo, load_model_info
+from edge.model import ModelInfo, load_model_info
 from train import TrainError
 from train.data import FERPLUS_VOTES, SPLITS, Dataset, class_set_for_labels, load_dataset
 from train.metrics import evaluate_predictions
@@ -27,7 +24,6 @@ log = logging.getLogger("train.evaluate")  # also when run as __main__
 METRICS_FILE = "metrics.json"
 CONFUSION_FILE = "confusion_matrix.png"
 BATCH = 256  # images per inference batch
-EXIT_BAD_INPUT = 2
 
 
 def predict(model: Any, images: np.ndarray, info: ModelInfo) -> np.ndarray:
@@ -150,15 +146,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        metrics = run(args)
-    except (TrainError, ModelError, ConvertError, DetectorError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(summary(metrics))
-    return 0
+    from train.cli import main_with
+
+    return main_with(run, parse_args(argv), trained=False)
 
 
 if __name__ == "__main__":
