@@ -169,11 +169,13 @@ def test_a_file_read_as_live_ends_at_its_end():
     assert len(tasks) == 72 and reader.error is None
 
 
-@pytest.mark.parametrize("shape", [(360, 640, 3), (7, 1000, 3), (480, 480)])
-def test_a_frame_too_big_for_its_slot_is_shrunk_to_fit(shape):
+@pytest.mark.parametrize("shape, shrunk", [((360, 640, 3), (6, 10, 3)), ((7, 1000, 3), (1, 64, 3)),
+                                           ((480, 480), (8, 8, 3))])  # (gray: as BGR)
+def test_a_frame_too_big_for_its_slot_is_shrunk_to_fit(shape, shrunk):
     buffer = np.zeros(8 * 8 * 3, np.uint8)
     view = fit_into(np.full(shape, 200, np.uint8), buffer)
-    assert view.size <= buffer.size and view.ndim == 3 and (view == 200).all()
+    assert view.shape == shrunk and np.shares_memory(view, buffer)  # its aspect kept, as large as the slot allows
+    assert (buffer[:view.size] == 200).all() and (buffer[view.size:] == 0).all()
 
 
 class FakeClock:

@@ -18,7 +18,7 @@ from edge.pipeline import InOrder, RunStats
 from edge.results import Faces, FrameResult, Stamps
 from edge.supervisor import PipelineError, StartupError, Supervisor
 from edge.watchdog import Watchdog
-from edge.worker import Links, Worker
+from edge.worker import QUEUE_WAIT_S, Links, Worker
 
 CTX = mp.get_context("spawn")
 
@@ -220,7 +220,7 @@ def test_between_runs_while_waiting_and_can_abandon_the_start(ended):
 
     with pytest.raises(KeyboardInterrupt):
         supervisor.await_ready(timeout_s=60, between=between)
-    assert len(calls) == 3
+    assert calls[2] - calls[0] >= 2 * QUEUE_WAIT_S * 0.9  # between the waits for a message, not in a busy loop
 
 
 def test_a_workers_log_lines_reach_the_main_process_at_its_level(ended, caplog):

@@ -161,7 +161,8 @@ def test_the_stress_benchmark_measures_both_detectors_side_by_side(tmp_path):
     results = json.loads(out.read_text())
     for kind in ("haar", "blazeface"):
         clip = results["detectors"][kind]["clips"]["single_face_tilt"]
-        assert clip["frames"] == 24 and 0 <= clip["recall"]["recall"] <= 1 and clip["cpu_ms_per_frame"] > 0
+        assert clip["frames"] == 24 and clip["recall"]["reference_frames"] >= 10 and clip["cpu_ms_per_frame"] > 0
+        assert clip["recall"]["recall"] >= MIN_CLIP_RECALL, (kind, clip["recall"])  # both keep the tilting face
         summary = results["detectors"][kind]["summary"]
         assert summary["worst"]["frame_recall"]["clip"] == "single_face_tilt"
         assert results["detectors"][kind]["no_face"]["frames"] == 95
