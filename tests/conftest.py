@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -40,11 +41,13 @@ def shm_segments(pid: int) -> list[str]:
     return [p.name for p in shm.glob(f"fer_edge_{pid}_*")] if shm.is_dir() else []
 
 
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run `python -m edge.run ...` headless in a child process, as a user would; check it cleaned up."""
+def run_cli(*args: str, timeout: float = 120,
+            preexec_fn: Callable[[], None] | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m edge.run ...` headless in a child process, as a user would; check it cleaned up.
+    ``preexec_fn`` runs in the child before exec (e.g. to drop privileges)."""
     environment = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     process = subprocess.Popen([sys.executable, "-m", "edge.run", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=environment)
+                               stderr=subprocess.PIPE, text=True, env=environment, preexec_fn=preexec_fn)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     finally:

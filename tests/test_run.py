@@ -152,16 +152,14 @@ def test_an_unreadable_config_is_a_one_line_error(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text("")
     config.chmod(0)
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     probe = subprocess.run([sys.executable, "-c", f"open({str(config)!r}).close()"], preexec_fn=without_read_override,
                            capture_output=True, text=True, timeout=60)
     if probe.returncode == 0:  # (a root whose capabilities cannot be dropped)
         pytest.skip("this user reads any file whatever its permissions")
-    process = subprocess.run([sys.executable, "-m", "edge.run", "--config", str(config), "--source",
-                              str(DATA / "single_face.jpg"), "--headless"], cwd=ROOT, env=env, capture_output=True,
-                             text=True, timeout=120, preexec_fn=without_read_override)
-    assert process.returncode == 2 and process.stderr.splitlines() == [
-        f"error: config file cannot be read: {config} (Permission denied)"], process.stderr
+    result = run_cli("--config", str(config), "--source", str(DATA / "single_face.jpg"), "--headless",
+                     preexec_fn=without_read_override)
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"error: config file cannot be read: {config} (Permission denied)"], result.stderr
 
 
 @pytest.fixture
