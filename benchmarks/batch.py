@@ -243,6 +243,8 @@ def run_batch(clips: list[Path], out: Path, options: list[str], interval_s: floa
 def measure(clips: list[Path], workdir: Path, repeats: int, interval_s: float, wait_quiet: float,
             modes: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    one_thread = workdir / "one_thread.toml"
+    one_thread.write_text(ONE_THREAD_CONFIG)
     for round_ in range(repeats):
         order = list(modes[round_ % len(modes):]) + list(modes[:round_ % len(modes)])
         for mode in order:
@@ -255,9 +257,7 @@ def measure(clips: list[Path], workdir: Path, repeats: int, interval_s: float, w
             out = workdir / "out" / mode
             options = MODES[mode][1]
             if mode in ONE_THREAD:
-                config = workdir / "one_thread.toml"
-                config.write_text(ONE_THREAD_CONFIG)
-                options = [*options, "--config", str(config)]
+                options = [*options, "--config", str(one_thread)]
             result = (run_cli(clips, out, interval_s) if options is None
                       else run_batch(clips, out, options, interval_s, copies=2 if mode in PAIRED else 1))
             result.update(load_1m=load, round=round_ + 1, fps=result["frames"] / result["wall_s"],
@@ -307,6 +307,14 @@ def clip_rows(clips: list[Path]) -> list[list[Any]]:
     return rows
 
 
+def cpu_columns(median: dict[str, Any]) -> list[float]:
+    """A mode's CPU seconds: the command (with its plain children: the pair's two batches), Ray workers, Ray's
+    services, all, the tasks' own, and all but the tasks."""
+    by_role, tasks = median["cpu_s_by_role"], median.get("task_cpu_s", 0.0)
+    return [by_role.get("command", 0.0) + by_role.get("children", 0.0), by_role.get("Ray workers", 0.0),
+            by_role.get("Ray services", 0.0), median["cpu_s"], tasks, median["cpu_s"] - tasks]
+
+
 def markdown(results: dict[str, Any]) -> str:
     meta, runs, summary = results["meta"], results["runs"], results["summary"]
     length = meta.get("length", 1)
@@ -340,11 +348,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["CPU seconds of the median round by process (the command: the driver, or the inline run(s); the "
                   "tasks: what the inputs' own analysis used, inside the command or the Ray workers):", "",
                   table(["mode", "command", "Ray workers", "Ray services", "all", "the tasks", "all but the tasks"],
-                        [[label, *(f"{m['cpu_s_by_role'].get(k, 0.0) + (m['cpu_s_by_role'].get('children', 0.0) if k == 'command' else 0.0):.1f}"
-                                   for k in ("command", "Ray workers", "Ray services")),
-                          f"{m['cpu_s']:.1f}", f"{m.get('task_cpu_s', 0.0):.1f}",
-                          f"{m['cpu_s'] - m.get('task_cpu_s', 0.0):.1f}"]
-                         for label, m in roles], markdown=True), ""]
+                        [[label, *(f"{cpu:.1f}" for cpu in cpu_columns(m))] for label, m in roles], markdown=True), ""]
     services = [(MODES[mode][0], medians[mode]["cpu_s_by_process"]) for mode in medians
                 if medians[mode].get("cpu_s_by_role", {}).get("Ray services")]
     if services:
