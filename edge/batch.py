@@ -10,8 +10,10 @@ import datetime
 import glob
 import hashlib
 import importlib.util
+import itertools
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -19,6 +21,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import deque
@@ -56,6 +59,9 @@ PROGRESS_S = 0.25  # inline progress refreshes this often
 POLL_S = 0.5  # the driver wakes this often to refresh the progress of Ray tasks
 MAX_RETRIES = 1  # a task whose worker process died is run once more, then reported
 LOCAL_SYSTEM_CONFIG = {"enable_metrics_collection": False}  # a local Ray instance's: no metrics agent work
+PROBE_SKIP = 2  # an input's cost is timed on its frames after these (the decoder's and detector's start)
+PROBE_FRAMES = 8  # ... over this many frames
+PROBE_BUDGET_S = 3.0  # the probe gives up past this: a batch that large has a small tail to shorten
 
 
 class InputError(ValueError):
@@ -387,7 +393,7 @@ def run_task(task: Task, settings: Settings, model: ModelFile, stages: Stages | 
     partial = partial_dir(out, task.name)
     heartbeat = Heartbeat(partial / HEARTBEAT, settings.run_id, on_frames)
     record: dict[str, Any] = {"name": task.name, "source": task.source, "status": "failed",
-                              "attempts": heartbeat.attempt, "worker": heartbeat.worker}
+                              "attempts": heartbeat.attempt, "worker": heartbeat.worker, "started": now(precise=True)}
     try:
         shutil.rmtree(partial, ignore_errors=True)
         heartbeat.start()
@@ -529,6 +535,11 @@ class RayBatch:
         self.cluster_cpus = float(ray.cluster_resources().get("CPU", 1.0))
 
     @property
+    def parallelism(self) -> int:
+        """How many tasks run at once: --workers, else as many as the cluster's CPUs hold."""
+        return self.workers or max(1, int(self.cluster_cpus // self.cpus))
+
+    @property
     def description(self) -> str:
         where = "local Ray instance" if self.local else "Ray cluster"
         return f"{where} with {self.cluster_cpus:g} CPUs, {self.cpus:g} per task"
@@ -583,6 +594,72 @@ class RayBatch:
 
     def close(self) -> None:
         self.ray.shutdown()  # a local instance's processes end with it; a cluster keeps running
+
+
+
+# ---------------------------------------------------------------------------------------------- order
+
+def estimated_seconds(task: Task, config: Config, stages: Stages) -> float:
+    """The CPU seconds ``task`` would take: its frame count times the CPU time of a few of its frames here.
+
+    CPU time of this thread, not wall time: the probe runs while Ray starts on the same cores, and
+    wall times would say more of what Ray was doing then than of the input. An input of unknown
+    length (a stream) counts as endless, one that cannot be read as nothing: its task fails at once.
+    """
+    try:
+        source = open_source(task.source, config.capture)
+    except Exception:
+        return 0.0
+    try:
+        if not source.frame_count:
+            return math.inf
+        frames = iter(Runner(source, config, stages=stages, track=False))
+        for _ in itertools.islice(frames, PROBE_SKIP):
+            pass
+        begun = time.thread_time()
+        timed = sum(1 for _ in itertools.islice(frames, PROBE_FRAMES))
+        elapsed = time.thread_time() - begun
+        frames.close()
+    except Exception:
+        return 0.0
+    finally:
+        source.close()
+    return source.frame_count * elapsed / timed if timed else 0.0
+
+
+class CostProbe(threading.Thread):
+    """Estimates every input's cost on a thread of the driver while Ray starts (which takes seconds anyway)."""
+
+    def __init__(self, tasks: list[Task], config: Config, stages: Stages) -> None:
+        super().__init__(name="edge.batch.probe", daemon=True)
+        self.tasks, self.config, self.stages = tasks, config, stages
+        self.estimates: dict[str, float] = {}
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        import cv2
+
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)  # all of a frame's CPU time on this thread, where thread_time sees it, as in a task
+        try:
+            deadline = time.perf_counter() + PROBE_BUDGET_S
+            for task in self.tasks:
+                if self.stopping.is_set() or time.perf_counter() > deadline:
+                    return
+                self.estimates[task.name] = estimated_seconds(task, self.config, self.stages)
+        finally:
+            cv2.setNumThreads(threads)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join()
+
+
+def longest_first(tasks: list[Task], estimates: dict[str, float]) -> list[Task] | None:
+    """The tasks, costliest first, so that no long input starts last and runs alone; None unless all were estimated."""
+    if any(task.name not in estimates for task in tasks):
+        return None
+    return sorted(tasks, key=lambda task: -estimates[task.name])  # stable: equal estimates keep their order
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -713,8 +790,29 @@ STOPPED = {"interrupt": "interrupted", "terminate": "terminated", "hangup": "hun
 CAUGHT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # SIGINT is Python's KeyboardInterrupt already
 
 
-def on_stop_signal(signum: int, frame: object) -> None:
-    raise Stopped(REASONS[signal.Signals(signum)])
+class StopSignals:
+    """While installed, SIGTERM and SIGHUP raise ``Stopped``; the last one is remembered, because Ray's
+    ``ray.wait`` turns any exception its own signal check meets into a plain KeyboardInterrupt."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self.previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for signum in CAUGHT_SIGNALS:
+            self.previous.setdefault(signum, signal.signal(signum, self.handle))
+
+    def handle(self, signum: int, frame: object) -> None:
+        self.received = REASONS[signal.Signals(signum)]
+        raise Stopped(self.received)
+
+    def stop(self, interrupt: KeyboardInterrupt) -> KeyboardInterrupt:
+        """What stopped the batch: the signal received, whatever exception brought it here."""
+        return interrupt if isinstance(interrupt, Stopped) or self.received is None else Stopped(self.received)
+
+    def restore(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
 @dataclass
@@ -753,36 +851,54 @@ def on_ray(settings: Settings, cpus: float) -> Settings:
     return dataclasses.replace(settings, config=config, threads=threads)
 
 
+def ordered(todo: list[Task], probe: CostProbe, parallelism: int, meta: dict[str, Any]) -> list[Task]:
+    """The inputs longest first where more than can run at once and the probe estimated them all."""
+    probe.join()  # within its budget
+    longest = longest_first(todo, probe.estimates) if len(todo) > parallelism else None
+    meta["order"] = "longest first" if longest is not None else "as given"
+    meta["estimated_s"] = {name: round(s, 2) if math.isfinite(s) else None for name, s in probe.estimates.items()}
+    return longest or todo
+
+
 def run_todo(plan: Plan, todo: list[Task], args: argparse.Namespace, progress: Progress, meta: dict[str, Any],
              records: dict[str, dict[str, Any]]) -> KeyboardInterrupt | None:
     """Run the inputs not finished yet, inline or on Ray, into ``records``; the stop that ended it early, if any.
 
     Whatever happens, nothing is left running: Ray tasks are cancelled and a local instance stopped.
     """
-    previous = {signum: signal.signal(signum, on_stop_signal) for signum in CAUGHT_SIGNALS}
+    signals = StopSignals()
+    signals.install()
     batch: RayBatch | None = None
+    probe: CostProbe | None = None
     results: Generator[dict[str, Any], None, None] = (record for record in ())
     try:
         if plan.address is None or not todo:
             meta["mode"] = "inline"
             results = run_inline(todo, plan.settings, plan.model, plan.stages, progress)
         else:
+            if len(todo) > 1 and args.workers != 1:  # the order matters where inputs wait for a worker
+                probe = CostProbe(todo, plan.settings.config, plan.stages)
+                probe.start()
             batch = RayBatch(plan.address, args.workers, args.num_cpus, args.quiet)
+            signals.install()  # again: ray.init puts its own on SIGTERM (a stack dump and exit 1, no report)
             meta.update(mode=batch.description, ray_startup_s=round(batch.startup_s, 3))
+            if probe is not None:
+                todo = ordered(todo, probe, batch.parallelism, meta)
             progress.say(f"running {len(todo)} inputs on a {batch.description}")
             results = batch.run(todo, on_ray(plan.settings, args.num_cpus), plan.model, progress)
         for record in results:
             records[record["name"]] = record
             progress.finished(record)
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: finished inputs stay; the report says what is left
-        return exc
+        return signals.stop(exc)
     finally:
         results.close()  # a Ray batch cancels what is still running
         progress.close()
+        if probe is not None:
+            probe.stop()
         if batch is not None:
             batch.close()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        signals.restore()
     return None
 
 
@@ -790,8 +906,8 @@ def reason(stop: KeyboardInterrupt) -> str:
     return stop.reason if isinstance(stop, Stopped) else "interrupt"
 
 
-def now() -> str:
-    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+def now(precise: bool = False) -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="milliseconds" if precise else "seconds")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

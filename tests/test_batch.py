@@ -308,3 +308,59 @@ def test_a_url_is_read_whole_at_the_source_timestamps(data, tmp_path):
     assert record["source"] == url and record["frames"] == 72 == event_frames(tmp_path / "out" / "clip")
     events = [json.loads(line) for line in (tmp_path / "out" / "clip" / "events.jsonl").read_text().splitlines()]
     assert [e["t"] for e in events[:3]] == [0.0, 0.0333, 0.0667]  # the file's own times, not the wall clock
+
+
+# ---------------------------------------------------------------------------------------------- order
+
+@pytest.fixture(scope="module")
+def stages():
+    from edge.config import load_config
+    from edge.runner import Stages
+
+    config = load_config(None)
+    return config, Stages(config)
+
+
+def test_an_inputs_estimate_scales_with_its_length(data, tmp_path, stages):
+    config, built = stages
+    short, long = make_tasks([str(data / "single_face.mp4"), str(looped_video(tmp_path, 8))])
+    short_s, long_s = (batch.estimated_seconds(task, config, built) for task in (short, long))
+    assert 0 < short_s < long_s
+    assert 4 < long_s / short_s < 16  # 576 frames against 72 of the same faces: ~8x
+
+
+def test_an_unreadable_input_is_estimated_as_nothing_and_an_image_folder_by_its_images(data, tmp_path, stages):
+    config, built = stages
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video" * 100)
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    for i in range(3):
+        shutil.copy(data / "multi_face.jpg", folder / f"{i}.jpg")
+    missing, unreadable, stills = make_tasks([str(tmp_path / "missing.mp4"), str(broken), str(folder)])
+    assert batch.estimated_seconds(missing, config, built) == 0.0
+    assert batch.estimated_seconds(unreadable, config, built) == 0.0
+    assert batch.estimated_seconds(stills, config, built) > 0  # 3 images: all of them timed
+
+
+def test_longest_first_orders_by_estimate_and_keeps_ties_in_input_order():
+    tasks = make_tasks([f"/clips/{name}.mp4" for name in ("a", "b", "c", "d")])
+    estimates = {"a": 1.0, "b": 5.0, "c": 1.0, "d": float("inf")}
+    assert [t.name for t in batch.longest_first(tasks, estimates)] == ["d", "b", "a", "c"]
+    assert batch.longest_first(tasks, {"a": 1.0, "b": 5.0}) is None  # not all estimated: input order
+
+
+def test_the_probe_stops_at_its_budget(data, tmp_path, stages, monkeypatch):
+    config, built = stages
+    tasks = make_tasks([str(data / "single_face.mp4"), str(looped_video(tmp_path, 2))])
+    probe = batch.CostProbe(tasks, config, built)
+    probe.start()
+    meta: dict = {}
+    assert [t.name for t in batch.ordered(tasks, probe, 1, meta)] == ["looped_2", "single_face"]
+    assert meta["order"] == "longest first" and set(meta["estimated_s"]) == {"single_face", "looped_2"}
+    assert batch.ordered(tasks, probe, 2, meta) == tasks and meta["order"] == "as given"  # both run at once
+    monkeypatch.setattr(batch, "PROBE_BUDGET_S", 0.0)
+    late = batch.CostProbe(tasks, config, built)
+    late.start()
+    assert batch.ordered(tasks, late, 1, meta) == tasks and meta["order"] == "as given"
+    assert late.estimates == {}

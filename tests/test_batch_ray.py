@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -203,4 +204,46 @@ def test_an_interrupted_batch_resumes_without_redoing_finished_inputs(cluster, d
     assert [records[n]["status"] for n in ("single_face", "looped_20", "multi_face")] == ["skipped", "ok", "ok"]
     assert marker.stat().st_mtime_ns == finished_at  # the finished input was not redone
     assert records["looped_20"]["frames"] == 1440 and records["multi_face"]["faces"] == 5
+    assert leftovers(out) == []
+
+
+def test_the_longest_input_starts_first_wherever_it_is_listed(cluster, data, tmp_path):
+    address, env = cluster
+    out = tmp_path / "out"
+    (tmp_path / "long").mkdir()
+    long = looped_video(tmp_path / "long", 12).rename(tmp_path / "long.mp4")  # 864 frames, listed last
+    shorts = []
+    for name in ("short_a", "short_b"):
+        shorts.append(shutil.copy(data / "single_face.mp4", tmp_path / f"{name}.mp4"))
+    process = batch_process(*map(str, shorts), str(long), "--out", str(out), "--ray", address, "--workers", "2",
+                            "--quiet", env=env)
+    stderr = finish(process)
+    assert process.returncode == 0, stderr
+    meta = json.loads((out / "batch.json").read_text())
+    assert meta["order"] == "longest first"
+    estimates = meta["estimated_s"]
+    assert estimates["long"] > 5 * max(estimates["short_a"], estimates["short_b"])
+    records = check_frames(out)
+    started = {name: datetime.fromisoformat(r["started"]) for name, r in records.items()}
+    finished = {name: started[name] + timedelta(seconds=records[name]["seconds"]) for name in records}
+    # in input order it would wait for a short input to end; first, it starts before either has ended
+    assert started["long"] < min(finished["short_a"], finished["short_b"])
+
+
+def test_a_terminated_ray_batch_writes_its_report_and_says_how_to_resume(cluster, data, tmp_path):
+    address, env = cluster
+    out = tmp_path / "out"
+    process = batch_process(str(data / "single_face.mp4"), str(looped_video(tmp_path, 20)), "--out", str(out),
+                            "--ray", address, "--workers", "1", env=env)
+    marker = out / "single_face" / "done.json"
+    deadline = time.monotonic() + TIMEOUT_S
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)  # ray.init puts a handler of its own on SIGTERM: the batch's must win
+    stderr = finish(process, timeout=60)
+    assert process.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1].startswith("terminated: 1 inputs not run; run the same command again")
+    records = check_frames(out)
+    assert [records[n]["status"] for n in ("single_face", "looped_20")] == ["ok", "not run"]
     assert leftovers(out) == []
