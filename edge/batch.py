@@ -596,7 +596,6 @@ class RayBatch:
         self.ray.shutdown()  # a local instance's processes end with it; a cluster keeps running
 
 
-
 # ---------------------------------------------------------------------------------------------- order
 
 def estimated_seconds(task: Task, config: Config, stages: Stages) -> float:
