@@ -161,7 +161,7 @@ def identify(process: psutil.Process, root_pid: int) -> tuple[str, str]:
 def monitored(command: list[str], interval_s: float) -> tuple[subprocess.CompletedProcess, dict, float]:
     """Run a command with every process it starts monitored: its result, the monitor's report (CPU seconds
     by role added), wall seconds."""
-    started = time.perf_counter()
+    started, own_cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=out, stderr=err, text=True)
         monitor = ProcessMonitor(root_pid=process.pid, interval_s=interval_s)
@@ -189,6 +189,7 @@ def monitored(command: list[str], interval_s: float) -> tuple[subprocess.Complet
         by_process[name] = by_process.get(name, 0.0) + trace.last_cpu_s - trace.first_cpu_s
     report["cpu_s_by_role"] = by_role
     report["cpu_s_by_process"] = by_process
+    report["monitor_cpu_s"] = time.process_time() - own_cpu  # this benchmark's own sampling, part of "others"
     return done, report, wall
 
 
@@ -235,7 +236,7 @@ def run_batch(clips: list[Path], out: Path, options: list[str], interval_s: floa
             "ray_startup_s": reports[0].get("ray_startup_s"), "task_s": sum(r["seconds"] for r in inputs),
             "task_cpu_s": sum(r.get("cpu_s", 0.0) for r in inputs),
             "cpu_s_by_role": resources["cpu_s_by_role"], "cpu_s_by_process": resources["cpu_s_by_process"],
-            "setup_s": sum(r.get("setup_s", 0.0) for r in inputs),
+            "setup_s": sum(r.get("setup_s", 0.0) for r in inputs), "monitor_cpu_s": resources["monitor_cpu_s"],
             "per_input": {r["name"]: {"frames": r["frames"], "seconds": r["seconds"], "fps": r["fps"],
                                       "cpu_s": r.get("cpu_s")} for r in reports[0]["inputs"]}}
 
@@ -265,7 +266,8 @@ def measure(clips: list[Path], workdir: Path, repeats: int, interval_s: float, w
             if result.get("ray_startup_s"):
                 result["fps_after_startup"] = result["frames"] / (result["wall_s"] - result["ray_startup_s"])
             progress(f"  {result['frames']} frames in {result['wall_s']:.1f} s: {result['fps']:.1f} frames/s, "
-                     f"{result['cpu_ms_per_frame']:.1f} ms CPU a frame, others {result['other_cpu_pct']:.0f} % CPU")
+                     f"{result['cpu_ms_per_frame']:.1f} ms CPU a frame, others {result['other_cpu_pct']:.0f} % CPU"
+                     + (f" (this benchmark's sampling {result['monitor_cpu_s']:.1f} s)" if "monitor_cpu_s" in result else ""))
             runs[mode].append(result)
     return runs
 
@@ -397,7 +399,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="make every clip K times the default length (default 1: 288 frames a clip)")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
                         help="before each run, wait up to S seconds for the CPUs to be nearly idle")
-    parser.add_argument("--interval", type=float, default=0.2, help="process sampling interval, seconds")
+    # 1 s, not the latency benchmark's 0.1-0.2 s: sampling a local Ray instance's ~15 processes every 0.2 s took
+    # 5.7 CPU s of a 61 s 2-worker batch (1.8 s at 1 s), taken from the tasks when both cores are busy, and so
+    # from the 2-worker figure more than the 1-worker one; totals over minute-long runs need no finer steps.
+    parser.add_argument("--interval", type=float, default=1.0, help="process sampling interval, seconds")
     parser.add_argument("--workdir", type=Path, help="keep the clips and outputs here (default: a temporary folder)")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--markdown", type=Path, help="replace this section of the file (e.g. BENCHMARKS.md)")

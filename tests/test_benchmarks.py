@@ -303,3 +303,15 @@ def test_batch_benchmark_tells_ray_workers_from_its_services():
         for child in children.values():
             child.kill()
             child.wait()
+
+
+def test_batch_benchmark_counts_a_commands_cpu_and_its_own_sampling_apart():
+    """A command that burns ~1.5 CPU s is credited with it; the benchmark's own sampling is reported apart."""
+    from benchmarks.batch import monitored
+
+    burn = "import time\nend = time.process_time() + 1.5\nwhile time.process_time() < end: pass\ntime.sleep(0.6)"
+    done, report, wall = monitored([sys.executable, "-c", burn], interval_s=0.25)
+    assert done.returncode == 0
+    assert 1.2 <= report["cpu_s_by_role"]["command"] <= 1.5 + 0.3, report["cpu_s_by_role"]
+    assert 0.0 <= report["monitor_cpu_s"] < report["cpu_s_by_role"]["command"], report["monitor_cpu_s"]
+    assert wall >= 1.5
