@@ -62,10 +62,15 @@ LOCAL_SYSTEM_CONFIG = {"enable_metrics_collection": False}  # a local Ray instan
 PROBE_SKIP = 2  # an input's cost is timed on its frames after these (the decoder's and detector's start)
 PROBE_FRAMES = 8  # ... over this many frames
 PROBE_BUDGET_S = 3.0  # the probe gives up past this: a batch that large has a small tail to shorten
+JOIN_TIMEOUT_S = 60.0  # ray.init retries a cluster whose GCS does not answer for many minutes
 
 
 class InputError(ValueError):
     """A batch argument names nothing that can be analysed."""
+
+
+class JoinTimeout(BaseException):
+    """Joining a cluster ran past JOIN_TIMEOUT_S (a BaseException: ray.init retries on any Exception)."""
 
 
 class Stopped(KeyboardInterrupt):
@@ -509,6 +514,25 @@ def run_inline(tasks: list[Task], settings: Settings, model: ModelFile, stages: 
         yield run_task(task, settings, model, stages, lambda frames, name=task.name: progress.frames(name, frames))
 
 
+@contextlib.contextmanager
+def join_deadline(seconds: float) -> Iterator[None]:
+    """Raise JoinTimeout in the block once ``seconds`` have passed (SIGALRM: on the main thread only; Ray's
+    blocking calls take it when they next return to Python, within ~40 s)."""
+    def expire(signum: int, frame: Any) -> None:
+        raise JoinTimeout()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 class RayBatch:
     """Tasks on Ray: a local instance started here (and shut down at the end), or an existing cluster."""
 
@@ -528,9 +552,15 @@ class RayBatch:
             options["_system_config"] = LOCAL_SYSTEM_CONFIG
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         try:
-            ray.init(address="local" if self.local else address, **options)
+            with contextlib.nullcontext() if self.local else join_deadline(JOIN_TIMEOUT_S):
+                ray.init(address="local" if self.local else address, **options)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise InputError(f"cannot join the Ray cluster at {address} ({one_line(exc)})") from None
+        except JoinTimeout:
+            ray.shutdown()
+            raise InputError(f"cannot join the Ray cluster at {address} (no answer from its GCS within "
+                             f"{JOIN_TIMEOUT_S:g} s: is it the head node's address, and its port open from here?)"
+                             ) from None
         self.startup_s = time.perf_counter() - started
         self.cluster_cpus = float(ray.cluster_resources().get("CPU", 1.0))
 
@@ -772,7 +802,32 @@ def ray_address(args: argparse.Namespace) -> str | None:
     except ImportError:
         raise InputError(f"batch runs on Ray, which is not installed: {INSTALL_HINT} "
                          "(or --workers 1 to run inline without it)") from None
-    return args.ray or "auto"
+    address = args.ray or "auto"
+    if address != "auto":
+        check_reachable(address)
+    return address
+
+
+# the default ports where an address names none: `ray start --head`'s GCS, and the Ray Client server's
+DEFAULT_PORTS = {"": 6379, "ray": 10001}
+ADDRESS = re.compile(r"(?:(?P<scheme>\w+)://)?(?:\[(?P<v6>[^]]+)\]|(?P<host>[^:\[\]/]+))(?::(?P<port>\d+))?/?")
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_reachable(address: str) -> None:
+    """Fail fast where nothing listens at a cluster's address: ray.init would retry it for minutes."""
+    match = ADDRESS.fullmatch(address)
+    if match is None or (match["scheme"] or "") not in DEFAULT_PORTS:
+        raise InputError(f"not a Ray cluster address: {address} (expected HOST:PORT or ray://HOST:PORT)")
+    host, port = match["v6"] or match["host"], int(match["port"] or DEFAULT_PORTS[match["scheme"] or ""])
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except socket.gaierror:
+        raise InputError(f"cannot join the Ray cluster at {address} (unknown host {host})") from None
+    except OSError as exc:
+        reason = exc.strerror or f"no answer within {CONNECT_TIMEOUT_S:g} s"
+        raise InputError(f"cannot join the Ray cluster at {address} (nothing answers at {host}:{port}: {reason})"
+                         ) from None
 
 
 def prepare_out(out: Path) -> Path:

@@ -136,6 +136,47 @@ def test_without_ray_the_command_says_how_to_get_it(data, tmp_path, capsys, monk
     assert not (tmp_path / "out").exists()
 
 
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:  # bound and closed again: nothing listens there now
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("address, message", [
+    ("127.0.0.1:{port}", "cannot join the Ray cluster at 127.0.0.1:{port} (nothing answers at 127.0.0.1:{port}: "
+                         "Connection refused)"),
+    ("ray://127.0.0.1:{port}", "cannot join the Ray cluster at ray://127.0.0.1:{port} (nothing answers at"),
+    ("no-such-head.invalid:6379", "cannot join the Ray cluster at no-such-head.invalid:6379 (unknown host"),
+    ("http://head:8265", "not a Ray cluster address: http://head:8265 (expected HOST:PORT or ray://HOST:PORT)"),
+    ("head:port", "not a Ray cluster address: head:port"),
+])
+def test_a_cluster_address_nothing_answers_at_fails_at_once(data, tmp_path, capsys, address, message):
+    """ray.init would retry such an address for many minutes; the batch says what is wrong and exits 2."""
+    port = closed_port()
+    argv = [str(data / "single_face.mp4"), "--out", str(tmp_path / "out"), "--ray", address.format(port=port)]
+    assert batch.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: " + message.format(port=port)), err
+
+
+def test_the_join_deadline_escapes_a_loop_that_retries_on_any_exception():
+    """As ray.init's GCS connection loop does (`except Exception`: retry); the deadline is a BaseException."""
+    attempts, before = 0, signal.getsignal(signal.SIGALRM)
+    with pytest.raises(batch.JoinTimeout):
+        with batch.join_deadline(0.3):
+            while attempts < 100:  # ~10 s if the deadline never came
+                try:
+                    attempts += 1
+                    time.sleep(0.1)
+                except Exception:
+                    pass
+    assert attempts < 100
+    assert signal.getsignal(signal.SIGALRM) == before  # the handler put back
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # no alarm left to fire later
+
+
 def test_inline_batch_writes_every_input_and_the_report(media, tmp_path):
     out = tmp_path / "out"
     done = run_batch(str(media), "--out", str(out), "--workers", "1", "--output-video", "--events", "csv")
