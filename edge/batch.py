@@ -515,6 +515,25 @@ def run_inline(tasks: list[Task], settings: Settings, model: ModelFile, stages: 
 
 
 @contextlib.contextmanager
+def held_stderr() -> Iterator[list[str]]:
+    """Hold back what is written to file descriptor 2 in the block (Ray's C++ client logs every failed attempt
+    to join there, above our one-line error); the list is filled with those lines once the block ends."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    lines: list[str] = []
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines.extend(held.read().decode(errors="replace").splitlines())
+
+
+@contextlib.contextmanager
 def join_deadline(seconds: float) -> Iterator[None]:
     """Raise JoinTimeout in the block once ``seconds`` have passed (SIGALRM: on the main thread only; Ray's
     blocking calls take it when they next return to Python, within ~40 s)."""
@@ -551,18 +570,35 @@ class RayBatch:
             # collection takes CPU from the tasks on the same cores (RAY_USAGE_STATS_ENABLED=1 still turns it on).
             options["_system_config"] = LOCAL_SYSTEM_CONFIG
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        try:
-            with contextlib.nullcontext() if self.local else join_deadline(JOIN_TIMEOUT_S):
-                ray.init(address="local" if self.local else address, **options)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise InputError(f"cannot join the Ray cluster at {address} ({one_line(exc)})") from None
-        except JoinTimeout:
-            ray.shutdown()
-            raise InputError(f"cannot join the Ray cluster at {address} (no answer from its GCS within "
-                             f"{JOIN_TIMEOUT_S:g} s: is it the head node's address, and its port open from here?)"
-                             ) from None
+        if self.local:
+            ray.init(address="local", **options)
+        else:
+            self.join(address, options)
         self.startup_s = time.perf_counter() - started
         self.cluster_cpus = float(ray.cluster_resources().get("CPU", 1.0))
+
+    def join(self, address: str, options: dict[str, Any]) -> None:
+        """ray.init on a cluster, bounded in time; Ray's own lines about failed attempts are shown only if it
+        joins in the end (a failure is our one line, their lines at --log-level DEBUG)."""
+        ray = self.ray
+        with held_stderr() as held:
+            try:
+                with join_deadline(JOIN_TIMEOUT_S):
+                    ray.init(address=address, **options)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                failure = one_line(exc)
+            except JoinTimeout:
+                ray.shutdown()
+                failure = (f"no answer from its GCS within {JOIN_TIMEOUT_S:g} s: is it the head node's address, "
+                           "and its port open from here?")
+            else:
+                failure = None
+        if failure is None:
+            sys.stderr.write("".join(line + "\n" for line in held))
+            return
+        for line in held:
+            log.debug("ray: %s", line)
+        raise InputError(f"cannot join the Ray cluster at {address} ({failure})")
 
     @property
     def parallelism(self) -> int:

@@ -161,6 +161,16 @@ def test_a_cluster_address_nothing_answers_at_fails_at_once(data, tmp_path, caps
     assert len(err) == 1 and err[0].startswith("error: " + message.format(port=port)), err
 
 
+def test_lines_a_library_writes_to_file_descriptor_2_are_held_back_and_handed_over(capfd):
+    """What Ray's C++ client writes while it joins never lands above the batch's own error line."""
+    with batch.held_stderr() as held:
+        os.write(2, b"W gcs_client.cc: Failed to get cluster ID\nsecond line\n")
+        assert held == []  # filled once the block ends
+    print("after", file=sys.stderr)
+    assert held == ["W gcs_client.cc: Failed to get cluster ID", "second line"]
+    assert capfd.readouterr().err == "after\n"
+
+
 def test_the_join_deadline_escapes_a_loop_that_retries_on_any_exception():
     """As ray.init's GCS connection loop does (`except Exception`: retry); the deadline is a BaseException."""
     attempts, before = 0, signal.getsignal(signal.SIGALRM)
