@@ -63,6 +63,10 @@ PROBE_SKIP = 2  # an input's cost is timed on its frames after these (the decode
 PROBE_FRAMES = 8  # ... over this many frames
 PROBE_BUDGET_S = 3.0  # the probe gives up past this: a batch that large has a small tail to shorten
 JOIN_TIMEOUT_S = 60.0  # ray.init retries a cluster whose GCS does not answer for many minutes
+CONNECT_TIMEOUT_S = 5.0  # a cluster address that takes longer to accept a TCP connection is taken as unreachable
+# the default ports where an address names none: `ray start --head`'s GCS, and the Ray Client server's
+DEFAULT_PORTS = {"": 6379, "ray": 10001}
+ADDRESS = re.compile(r"(?:(?P<scheme>\w+)://)?(?:\[(?P<v6>[^]]+)\]|(?P<host>[^:\[\]/]+))(?::(?P<port>\d+))?/?")
 
 
 class InputError(ValueError):
@@ -842,12 +846,6 @@ def ray_address(args: argparse.Namespace) -> str | None:
     if address != "auto":
         check_reachable(address)
     return address
-
-
-# the default ports where an address names none: `ray start --head`'s GCS, and the Ray Client server's
-DEFAULT_PORTS = {"": 6379, "ray": 10001}
-ADDRESS = re.compile(r"(?:(?P<scheme>\w+)://)?(?:\[(?P<v6>[^]]+)\]|(?P<host>[^:\[\]/]+))(?::(?P<port>\d+))?/?")
-CONNECT_TIMEOUT_S = 5.0
 
 
 def check_reachable(address: str) -> None:
