@@ -265,7 +265,8 @@ def measure(clips: list[Path], workdir: Path, repeats: int, interval_s: float, w
                           cpu_ms_per_frame=1000.0 * result["cpu_s"] / result["frames"])
             if result.get("ray_startup_s"):
                 result["fps_after_startup"] = result["frames"] / (result["wall_s"] - result["ray_startup_s"])
-            sampling = f" (this benchmark's sampling {result['monitor_cpu_s']:.1f} s)" if "monitor_cpu_s" in result else ""
+            own = result.get("monitor_cpu_s")
+            sampling = "" if own is None else f" (this benchmark's sampling {own:.1f} s)"
             progress(f"  {result['frames']} frames in {result['wall_s']:.1f} s: {result['fps']:.1f} frames/s, "
                      f"{result['cpu_ms_per_frame']:.1f} ms CPU a frame, others {result['other_cpu_pct']:.0f} % CPU"
                      + sampling)
