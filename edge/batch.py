@@ -62,6 +62,7 @@ LOCAL_SYSTEM_CONFIG = {"enable_metrics_collection": False}  # a local Ray instan
 PROBE_SKIP = 2  # an input's cost is timed on its frames after these (the decoder's and detector's start)
 PROBE_FRAMES = 8  # ... over this many frames
 PROBE_BUDGET_S = 3.0  # the probe gives up past this: a batch that large has a small tail to shorten
+CANCEL_WAIT_S = 10.0  # how long a stopped batch waits for its cancelled tasks' workers to be killed (~0.03 s seen)
 JOIN_TIMEOUT_S = 60.0  # ray.init retries a cluster whose GCS does not answer for many minutes
 CONNECT_TIMEOUT_S = 5.0  # a cluster address that takes longer to accept a TCP connection is taken as unreachable
 # the default ports where an address names none: `ray start --head`'s GCS, and the Ray Client server's
@@ -643,6 +644,9 @@ class RayBatch:
         finally:
             for ref in running:
                 ray.cancel(ref, force=True)
+            if running:  # the workers are killed a moment later, and until then still write their partial folders
+                with contextlib.suppress(Exception):
+                    ray.wait(list(running), num_returns=len(running), timeout=CANCEL_WAIT_S)
             for task in running.values():
                 shutil.rmtree(partial_dir(out, task.name), ignore_errors=True)
 
