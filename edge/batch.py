@@ -34,6 +34,7 @@ from edge.config import Config, ConfigError, load_config, override
 from edge.detect import DetectorError
 from edge.model import ModelError
 from edge.models import MODELS_DIR, SHIPPED, resolve_model
+from edge.native import held_stderr
 from edge.render import OutputError, Renderer
 from edge.runner import Runner, Stages, model_path
 from edge.signals import EXIT_CODES, REASONS
@@ -517,25 +518,6 @@ def run_inline(tasks: list[Task], settings: Settings, model: ModelFile, stages: 
     """Every task in this process, one after another (``--workers 1``)."""
     for task in tasks:
         yield run_task(task, settings, model, stages, lambda frames, name=task.name: progress.frames(name, frames))
-
-
-@contextlib.contextmanager
-def held_stderr() -> Iterator[list[str]]:
-    """Hold back what is written to file descriptor 2 in the block (Ray's C++ client logs every failed attempt
-    to join there, above our one-line error); the list is filled with those lines once the block ends."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    lines: list[str] = []
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            held.seek(0)
-            lines.extend(held.read().decode(errors="replace").splitlines())
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 
 from edge.model import ModelError, ModelInfo, TensorQuant, load_model_info
 from edge.models import DEFAULT_MODEL, resolve_model
+from edge.native import held_stderr
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +51,13 @@ def native_stderr_to_log() -> Any:
     except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured): nothing to route
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(stderr_fd)
-    with tempfile.TemporaryFile(mode="w+b") as captured:
-        os.dup2(captured.fileno(), stderr_fd)
-        try:
+    held: list[str] = []
+    try:
+        with held_stderr(stderr_fd) as held:
             yield
-        finally:
-            os.dup2(saved, stderr_fd)
-            os.close(saved)
-            captured.seek(0)
-            for line in captured.read().decode(errors="replace").splitlines():
-                log.debug("interpreter: %s", line)
+    finally:
+        for line in held:
+            log.debug("interpreter: %s", line)
 
 
 def make_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:

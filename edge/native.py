@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import tempfile
+from typing import Iterator
 
 # Read by the libraries when they first log, and inherited by spawned workers: set before any of that.
 QUIET = {
@@ -26,3 +29,22 @@ def quiet_native_logs(debug: bool = False) -> None:
     cv2 = sys.modules.get("cv2")
     if cv2 is not None and os.environ["OPENCV_LOG_LEVEL"] == "OFF":  # imported already: its level may be read
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
+@contextlib.contextmanager
+def held_stderr(fd: int = 2) -> Iterator[list[str]]:
+    """Hold back what is written to the file descriptor ``fd`` (stderr) in the block, where native code writes
+    past Python's ``sys.stderr``; the list is filled with those lines once the block ends."""
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    lines: list[str] = []
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), fd)
+        try:
+            yield lines
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            held.seek(0)
+            lines.extend(held.read().decode(errors="replace").splitlines())

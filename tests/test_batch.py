@@ -23,8 +23,9 @@ import pytest
 from edge import batch
 from edge.batch import ModelFile, collect_inputs, make_tasks
 from edge.classify import DEFAULT_MODEL, Classifier
+from edge.native import held_stderr
 from edge.video import decodable_frames
-from tests.conftest import ROOT, looped_video
+from tests.conftest import ROOT, free_port, looped_video
 
 TIMEOUT_S = 300
 
@@ -136,14 +137,6 @@ def test_without_ray_the_command_says_how_to_get_it(data, tmp_path, capsys, monk
     assert not (tmp_path / "out").exists()
 
 
-def closed_port() -> int:
-    import socket
-
-    with socket.socket() as probe:  # bound and closed again: nothing listens there now
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.parametrize("address, message", [
     ("127.0.0.1:{port}", "cannot join the Ray cluster at 127.0.0.1:{port} (nothing answers at 127.0.0.1:{port}: "
                          "Connection refused)"),
@@ -154,7 +147,7 @@ def closed_port() -> int:
 ])
 def test_a_cluster_address_nothing_answers_at_fails_at_once(data, tmp_path, capsys, address, message):
     """ray.init would retry such an address for many minutes; the batch says what is wrong and exits 2."""
-    port = closed_port()
+    port = free_port()  # nothing listens there
     argv = [str(data / "single_face.mp4"), "--out", str(tmp_path / "out"), "--ray", address.format(port=port)]
     assert batch.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -163,7 +156,7 @@ def test_a_cluster_address_nothing_answers_at_fails_at_once(data, tmp_path, caps
 
 def test_lines_a_library_writes_to_file_descriptor_2_are_held_back_and_handed_over(capfd):
     """What Ray's C++ client writes while it joins never lands above the batch's own error line."""
-    with batch.held_stderr() as held:
+    with held_stderr() as held:
         os.write(2, b"W gcs_client.cc: Failed to get cluster ID\nsecond line\n")
         assert held == []  # filled once the block ends
     print("after", file=sys.stderr)
