@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,13 @@ DATA = ROOT / "tests" / "data"
 @pytest.fixture(scope="session")
 def data() -> Path:
     return DATA
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens at (bound, then closed again)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def looped_video(folder: Path, times: int) -> Path:

@@ -11,7 +11,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, looped_video
+from tests.conftest import ROOT, free_port, looped_video
 from tests.test_batch import event_frames, leftovers, report, sigint_as_default
 
 ray = pytest.importorskip("ray")  # in the dev install ([batch] extra); the device install has no Ray
@@ -31,10 +30,6 @@ START_TIMEOUT_S = 180  # Ray's start-up is seconds, much longer on a loaded mach
 TIMEOUT_S = 300
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def batch_process(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:

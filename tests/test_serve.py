@@ -20,18 +20,12 @@ import psutil
 import pytest
 
 from edge.serve import Broadcast, ServeError, host_name, is_loopback, parse_address
-from tests.conftest import DATA, ROOT, looped_video, run_cli, shm_segments
+from tests.conftest import DATA, ROOT, free_port, looped_video, run_cli, shm_segments
 
 STARTUP_TIMEOUT_S = 60.0
 
 
 # --- helpers shared with tests/test_serve_browser.py -------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 class Served:
     """`python -m edge.run --headless --serve 127.0.0.1:PORT ...` in a child process, as a user starts it."""
